@@ -1,0 +1,1 @@
+"""Motion math: spectral volumes, normalization, resampling, loops and modal dynamics (bpy-free)."""

@@ -1,0 +1,126 @@
+"""The canonical spectral-volume file (``.npz``): the one format every tool reads and writes.
+
+Required keys
+    S           complex64 (K, 2, H, W): spectral volume, see ``spectral.py`` for the convention;
+                axis 1 is (x, y) displacement in pixels at W x H.
+    freqs_hz    float32 (K,): k * fps / num_frames.
+    fps         float scalar (30.0).
+    num_frames  int scalar T (150).
+
+Optional keys
+    image       uint8 (H, W, 3): the frame-0 RGB image the motion belongs to, at W x H.
+    source      str: where the volume came from ("synth", "extract", "predict", ...).
+    meta_json   str: JSON with anything else (seed, start frame, model name, ...).
+
+Files are written with ``allow_pickle=False`` semantics: only plain arrays and strings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .spectral import FPS, NUM_FRAMES, frequencies_hz
+
+
+class VolumeFileError(ValueError):
+    """A spectral-volume file is missing, unreadable or does not follow the convention."""
+
+
+@dataclass
+class SpectralVolume:
+    S: np.ndarray
+    fps: float = FPS
+    num_frames: int = NUM_FRAMES
+    image: np.ndarray | None = None
+    source: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.S = np.asarray(self.S)
+        if self.S.ndim != 4 or self.S.shape[1] != 2:
+            raise VolumeFileError(f"S must have shape (K, 2, H, W), got {self.S.shape}")
+        self.S = self.S.astype(np.complex64, copy=False)
+        if self.image is not None:
+            img = np.asarray(self.image)
+            if img.shape != (self.height, self.width, 3) or img.dtype != np.uint8:
+                raise VolumeFileError(
+                    f"image must be uint8 of shape {(self.height, self.width, 3)}, got {img.dtype} {img.shape}"
+                )
+            self.image = img
+
+    @property
+    def num_freqs(self) -> int:
+        return self.S.shape[0]
+
+    @property
+    def height(self) -> int:
+        return self.S.shape[2]
+
+    @property
+    def width(self) -> int:
+        return self.S.shape[3]
+
+    @property
+    def freqs_hz(self) -> np.ndarray:
+        return frequencies_hz(self.num_freqs, self.num_frames, self.fps)
+
+
+def save_volume(path: str | os.PathLike, volume: SpectralVolume, compress: bool = True) -> None:
+    """Write ``volume`` as a canonical ``.npz`` (atomically: a crash never leaves half a file)."""
+    arrays: dict[str, np.ndarray] = {
+        "S": volume.S.astype(np.complex64),
+        "freqs_hz": volume.freqs_hz.astype(np.float32),
+        "fps": np.float32(volume.fps),
+        "num_frames": np.int32(volume.num_frames),
+    }
+    if volume.image is not None:
+        arrays["image"] = volume.image
+    if volume.source:
+        arrays["source"] = np.array(volume.source)
+    if volume.meta:
+        arrays["meta_json"] = np.array(json.dumps(volume.meta, sort_keys=True))
+    path = os.fspath(path)
+    if not path.endswith(".npz"):
+        raise VolumeFileError(f"spectral-volume files end in .npz, got {path!r}")
+    tmp = path[: -len(".npz")] + ".partial.npz"
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    (np.savez_compressed if compress else np.savez)(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def load_volume(path: str | os.PathLike) -> SpectralVolume:
+    """Read and validate a canonical ``.npz``; raises ``VolumeFileError`` with a readable reason."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise VolumeFileError(f"no such spectral-volume file: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            files = set(data.files)
+            missing = {"S", "fps", "num_frames"} - files
+            if missing:
+                raise VolumeFileError(f"{path} is not a spectral-volume file: missing {sorted(missing)}")
+            S = data["S"]
+            fps = float(data["fps"])
+            num_frames = int(data["num_frames"])
+            image = data["image"] if "image" in files else None
+            source = str(data["source"]) if "source" in files else ""
+            meta = json.loads(str(data["meta_json"])) if "meta_json" in files else {}
+            if "freqs_hz" in files:
+                expected = frequencies_hz(S.shape[0], num_frames, fps) if S.ndim == 4 else None
+                if expected is not None and not np.allclose(data["freqs_hz"], expected, atol=1e-4):
+                    raise VolumeFileError(f"{path}: freqs_hz does not equal k * fps / num_frames")
+    except VolumeFileError:
+        raise
+    except Exception as exc:  # zipfile / format errors: say what the file is, not a traceback
+        raise VolumeFileError(f"cannot read spectral-volume file {path}: {exc}") from exc
+    if not np.iscomplexobj(S):
+        raise VolumeFileError(f"{path}: S must be complex, got {S.dtype}")
+    if not np.all(np.isfinite(S)):
+        raise VolumeFileError(f"{path}: S contains NaN or Inf")
+    return SpectralVolume(S=S, fps=fps, num_frames=num_frames, image=image, source=source, meta=meta)

@@ -34,7 +34,7 @@ def bin_weights(num_freqs: int) -> np.ndarray:
     return c
 
 
-def _check_k(num_freqs: int, num_frames: int) -> None:
+def check_num_freqs(num_freqs: int, num_frames: int) -> None:
     if not 1 <= num_freqs <= num_frames // 2:
         # Bin T/2 (Nyquist) has no conjugate partner, so c_k = 2 would double it: keep K < T/2.
         raise ValueError(f"num_freqs must be in 1..{num_frames // 2} for {num_frames} frames, got {num_freqs}")
@@ -49,7 +49,7 @@ def motion_to_spectral(motion: np.ndarray, num_freqs: int = NUM_FREQS) -> np.nda
     if motion.ndim != 4 or motion.shape[1] != 2:
         raise ValueError(f"motion texture must have shape (T, 2, H, W), got {motion.shape}")
     num_frames = motion.shape[0]
-    _check_k(num_freqs, num_frames)
+    check_num_freqs(num_freqs, num_frames)
     spectrum = np.fft.rfft(motion.astype(np.float64, copy=False), axis=0)[:num_freqs] / num_frames
     return spectrum.astype(np.complex64)
 
@@ -79,7 +79,7 @@ def spectral_to_motion(
     if spectral.ndim != 4 or spectral.shape[1] != 2:
         raise ValueError(f"spectral volume must have shape (K, 2, H, W), got {spectral.shape}")
     num_freqs = spectral.shape[0]
-    _check_k(num_freqs, num_frames)
+    check_num_freqs(num_freqs, num_frames)
     if times is None:
         full = np.zeros((num_frames // 2 + 1,) + spectral.shape[1:], dtype=np.complex128)
         full[:num_freqs] = spectral

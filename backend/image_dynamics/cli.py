@@ -15,6 +15,8 @@ COMMANDS = (
     "extract",
     "evaluate_extraction",
     "demo",
+    "serve",
+    "keys",
 )
 
 

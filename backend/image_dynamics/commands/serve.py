@@ -8,6 +8,12 @@ Prints "image-dynamics backend ready on tcp://127.0.0.1:PORT" once it answers. O
 once; jobs from all clients wait in one queue. Ctrl-C or SIGTERM cancels the jobs (clients are
 told) and exits with status 0. The wire protocol is docs/protocol.md.
 
+Past one GPU: --ray runs the model as a Ray Serve deployment, one replica per GPU of a Ray
+cluster, behind the same ZeroMQ front (clients cannot tell). docs/scale-out.md has the recipe:
+
+    image-dynamics serve --model models/NAME --ray HEAD_IP:6379      an existing cluster (ray start)
+    image-dynamics serve --tiny-model 0 --ray --ray-replicas 2      Ray started on this machine
+
 Only this machine can connect by default. Another address needs CurveZMQ keys
 (image-dynamics keys generate DIR; then --curve-secret and --allowed-clients) or the loudly named
 --insecure-allow-remote-without-encryption.
@@ -53,6 +59,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--allowed-clients", metavar="DIR", help="folder of the public .key files of the clients allowed in")
     s.add_argument(INSECURE_FLAG, dest="insecure_remote", action="store_true",
                    help="allow a non-loopback address without encryption or authentication (NOT recommended)")
+    r = p.add_argument_group("scale-out on Ray Serve (docs/scale-out.md)")
+    r.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="run the model as Ray Serve replicas: on the cluster at ADDRESS (HOST:PORT of `ray start "
+                        "--head`, or 'auto'), or on a Ray instance started here when ADDRESS is left out")
+    r.add_argument("--ray-replicas", type=int, default=None, metavar="N",
+                   help="most replicas (default: one per GPU of the cluster; 1 on CPU)")
+    r.add_argument("--ray-min-replicas", type=int, default=None, metavar="N",
+                   help="replicas kept up when idle; more are added while jobs queue (default: 1)")
+    r.add_argument("--ray-cpus-per-replica", type=float, default=1.0, metavar="N", help="CPUs Ray reserves per replica")
+    r.add_argument("--ray-object-store-mb", type=float, default=None, metavar="MB",
+                   help="object store size of a Ray instance started here (default: Ray's)")
+    r.add_argument("--ray-app", default=None, metavar="NAME",
+                   help="Ray Serve application name (default: image-dynamics; one per model on a shared cluster)")
+    r.add_argument("--ray-timeout", type=float, default=300.0, metavar="S",
+                   help="give up on a job attempt after S seconds without word from its replica (default: 300)")
     p.add_argument("--verbose", action="store_true", help="log every job")
     p.set_defaults(func=run)
 
@@ -89,10 +110,13 @@ def run(args: argparse.Namespace) -> int:
     server = Server(limits, curve=curve)
     try:
         endpoint = server.bind(bind)  # before loading the model: a busy port fails fast
-        from ..service.engine import create_engine
+        if getattr(args, "ray", None) is not None:
+            engine = _ray_engine(args)
+        else:
+            from ..service.engine import create_engine
 
-        engine = create_engine(model=args.model, tiny_model=args.tiny_model, device=args.device, engine=args.engine,
-                               threads=args.threads)
+            engine = create_engine(model=args.model, tiny_model=args.tiny_model, device=args.device,
+                                   engine=args.engine, threads=args.threads)
     except BaseException:
         server.router.close(linger=0)
         if curve is not None:
@@ -102,6 +126,10 @@ def run(args: argparse.Namespace) -> int:
     label = " (UNTRAINED TEST MODEL)" if info.get("untrained_test_model") else ""
     print(f"image-dynamics serve: model {info.get('name')}{label} on {info.get('device')} ({info.get('engine')})",
           file=sys.stderr, flush=True)
+    if "ray" in info:
+        r = info["ray"]
+        print(f"image-dynamics serve: Ray Serve app {r['app']!r} on {r['address']}, {r['min_replicas']} to "
+              f"{r['max_replicas']} replica(s) of {r['replica_resources']}", file=sys.stderr, flush=True)
     if curve is not None:
         print(f"image-dynamics serve: CurveZMQ on; server public key {curve.public_key.decode()}", file=sys.stderr,
               flush=True)
@@ -109,3 +137,36 @@ def run(args: argparse.Namespace) -> int:
     server.serve(engine)
     print("image-dynamics serve: stopped", file=sys.stderr, flush=True)
     return 0
+
+
+def _ray_engine(args: argparse.Namespace):
+    """``--ray [ADDRESS]``: the model on Ray Serve replicas (service/ray_engine.py)."""
+    from ..errors import UserError
+    from ..service.engine import ENGINES
+    from ..service.ray_engine import DEFAULT_APP_NAME, RayMotionEngine
+
+    if args.engine not in ENGINES:  # pragma: no cover - argparse checks it
+        raise UserError(f"unknown engine {args.engine!r}", f"choose one of: {', '.join(ENGINES)}")
+    if args.model is None and args.tiny_model is None:
+        from ..service.engine import _default_model_folder
+
+        args.model = _default_model_folder()
+        if args.model is None:
+            raise UserError("no model to serve",
+                            "pass --model FOLDER (the same path on every Ray node) or --tiny-model 0")
+    for flag, value in (("--ray-replicas", args.ray_replicas), ("--ray-min-replicas", args.ray_min_replicas)):
+        if value is not None and value < 1:
+            raise UserError(f"{flag} must be at least 1, got {value}", f"pass {flag} N with N >= 1")
+    if args.ray_cpus_per_replica <= 0 or args.ray_timeout <= 0:
+        raise UserError("--ray-cpus-per-replica and --ray-timeout must be positive", "pass positive numbers")
+    model = None
+    if args.model is not None:
+        from pathlib import Path
+
+        model = str(Path(args.model).resolve())
+    engine_kwargs = dict(model=model, tiny_model=args.tiny_model, device=args.device, engine=args.engine,
+                         threads=args.threads)
+    return RayMotionEngine(engine_kwargs, address=args.ray or None, max_replicas=args.ray_replicas,
+                           min_replicas=args.ray_min_replicas, cpus_per_replica=args.ray_cpus_per_replica,
+                           object_store_mb=args.ray_object_store_mb, app_name=args.ray_app or DEFAULT_APP_NAME,
+                           stall_timeout_s=args.ray_timeout, verbose=args.verbose)

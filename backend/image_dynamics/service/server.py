@@ -5,10 +5,12 @@ Threads and sockets (zmq sockets are not thread-safe, so each lives in one threa
 * main thread - owns the ROUTER socket. Decodes and validates every request, answers hello /
   ping / status / cancel / bye at once, queues predict jobs, tracks clients by their ZeroMQ
   routing identity, expires silent clients, and sends every reply and event.
-* worker thread - takes jobs (grouped by ``PredictOptions.batch_key`` up to the engine's
-  ``max_batch``) from the queue and runs the engine. It never touches the ROUTER: its events
+* worker threads - take jobs (grouped by ``PredictOptions.batch_key`` up to the engine's
+  ``max_batch``) from the queue and run the engine. One thread, unless the engine says it can run
+  more jobs at once (``engine.concurrency``, e.g. one per Ray Serve replica): then that many
+  threads take jobs from the same FIFO queue. They never touch the ROUTER: their events
   (started / progress / done / cancelled / failed) go into a ``queue.SimpleQueue`` and a one-byte
-  wake-up on an inproc PUSH socket tells the main loop to drain it.
+  wake-up on an inproc PUSH socket (one per thread) tells the main loop to drain it.
 
 Cancel sets the job's ``threading.Event``; the engine's ``should_stop`` reads it before every
 sampling step, so a running job stops within one step. A client that disappears is noticed two
@@ -119,7 +121,7 @@ class Server:
         self._events: queue.SimpleQueue = queue.SimpleQueue()
         self._stop = threading.Event()
         self._stopped = threading.Event()
-        self._worker: threading.Thread | None = None
+        self._workers: list[threading.Thread] = []
         self._wake_endpoint = _WAKE_ENDPOINT.format(uuid.uuid4().hex)
         self._started = time.monotonic()
         self.stats = collections.Counter()
@@ -156,8 +158,11 @@ class Server:
         wake = self._ctx.socket(zmq.PULL)
         wake.setsockopt(zmq.LINGER, 0)
         wake.bind(self._wake_endpoint)
-        self._worker = threading.Thread(target=self._work, name="image-dynamics-worker", daemon=True)
-        self._worker.start()
+        concurrency = max(1, min(int(getattr(engine, "concurrency", 1) or 1), self.limits.max_queue))
+        for i in range(concurrency):
+            worker = threading.Thread(target=self._work, name=f"image-dynamics-worker-{i}", daemon=True)
+            worker.start()
+            self._workers.append(worker)
         poller = zmq.Poller()
         poller.register(self.router, zmq.POLLIN)
         poller.register(wake, zmq.POLLIN)
@@ -216,7 +221,7 @@ class Server:
             job.cancel_reason = CancelReason.SHUTDOWN.value
             job.cancel.set()
         end = time.monotonic() + self.grace_s
-        while self._worker is not None and self._worker.is_alive() and time.monotonic() < end:
+        while any(w.is_alive() for w in self._workers) and time.monotonic() < end:
             ready = dict(poller.poll(50))
             if self.router in ready:
                 self._receive_some()
@@ -367,7 +372,7 @@ class Server:
         client.heartbeat_timeout = float(hb) if hb is not None else self.limits.default_heartbeat_timeout_s
         info = header.get("client") or {}
         client.name = str(info.get("name", ""))[:80]
-        model = {k: v for k, v in self.engine_info.items() if k not in ("device", "engine", "max_batch")}
+        model = {k: v for k, v in self.engine_info.items() if k not in ("device", "engine", "max_batch", "ray")}
         self._send(client.identity, {
             "op": Reply.HELLO.value,
             "id": header["id"],
@@ -495,29 +500,41 @@ class Server:
 
             engine_jobs.append(EngineJob(job.image, job.options, progress, should_stop))
         assert self.engine is not None
+        extras: list[dict | None] = [None] * len(batch)
         try:
             if len(engine_jobs) == 1:
                 j = engine_jobs[0]
+                # an engine may also say where the job ran (Ray: the replica), for the result's meta
+                with_meta = getattr(self.engine, "predict_with_meta", None)
                 try:
-                    outcomes: list = [self.engine.predict(j.image, j.options, j.progress, j.should_stop)]
+                    if with_meta is not None:
+                        S, extras[0] = with_meta(j.image, j.options, j.progress, j.should_stop)
+                        outcomes: list = [S]
+                    else:
+                        outcomes = [self.engine.predict(j.image, j.options, j.progress, j.should_stop)]
                 except Exception as exc:
                     outcomes = [exc]
             else:
                 outcomes = self.engine.predict_batch(engine_jobs)
         except Exception as exc:  # pragma: no cover - predict_batch itself broke
             outcomes = [exc] * len(batch)
-        for job, outcome in zip(batch, outcomes):
+        for job, outcome, extra in zip(batch, outcomes, extras):
             job.image = np.empty((0, 0, 3), np.uint8)  # free the photo now
             if isinstance(outcome, JobCancelled) or (isinstance(outcome, BaseException) and job.cancel.is_set()):
                 self._post(push, "cancelled", job)
             elif isinstance(outcome, EngineOutOfMemory):
                 self._post(push, "failed", job, ErrorCode.OUT_OF_MEMORY, f"out of memory: {outcome}")
+            elif isinstance(outcome, BaseException) and getattr(outcome, "wire_code", None) is not None:
+                # an engine error that names its own code and hint (Ray: no replica could run the job)
+                log.error("job %s failed: %s", job.id, outcome)
+                self._post(push, "failed", job, ErrorCode(outcome.wire_code), str(outcome)[:500],
+                           getattr(outcome, "hint", None))
             elif isinstance(outcome, BaseException):
                 log.error("job %s failed: %s", job.id, "".join(traceback.format_exception(outcome)).strip())
                 self._post(push, "failed", job, ErrorCode.INTERNAL_ERROR,
                            f"the model failed: {type(outcome).__name__}: {str(outcome)[:300]}")
             else:
-                self._post(push, "done", job, outcome)
+                self._post(push, "done", job, outcome, extra)
 
     # -- worker events (main thread) ------------------------------------------------------------------
     def _handle_events(self, budget: int = 10_000) -> None:
@@ -536,11 +553,11 @@ class Server:
                 with self._cv:
                     self._running.pop((job.identity, job.id), None)
                 if kind == "done":
-                    self._finish_done(job, event[2])
+                    self._finish_done(job, event[2], event[3] if len(event) > 3 else None)
                 elif kind == "cancelled":
                     self._finish_cancelled(job, job.cancel_reason)
                 elif kind == "failed":
-                    self._finish_failed(job, event[2], event[3])
+                    self._finish_failed(job, event[2], event[3], event[4] if len(event) > 4 else None)
 
     def _live(self, job: _Job) -> _Client | None:
         """The job's client, if it is still connected and still owns this job."""
@@ -562,7 +579,7 @@ class Server:
             del client.jobs[job.id]
         return client
 
-    def _finish_done(self, job: _Job, S: np.ndarray) -> None:
+    def _finish_done(self, job: _Job, S: np.ndarray, extra_meta: dict | None = None) -> None:
         self.stats["completed"] += 1
         client = self._forget(job)
         if client is None:
@@ -582,6 +599,8 @@ class Server:
             "size": [int(S.shape[3]), int(S.shape[2])],
             "sampler": opts.sampler if opts.sampler is not None else info.get("default_sampler"),
         }
+        if extra_meta:
+            meta.update({k: v for k, v in extra_meta.items() if k not in meta})
         header = {
             "op": Reply.RESULT.value,
             "id": job.id,
@@ -604,8 +623,8 @@ class Server:
             # the client record is gone already; tell it anyway in case it is only slow
             self._send(job.identity, {"op": Reply.CANCELLED.value, "id": job.id, "reason": reason, "step": job.step})
 
-    def _finish_failed(self, job: _Job, code: ErrorCode, message: str) -> None:
+    def _finish_failed(self, job: _Job, code: ErrorCode, message: str, hint: str | None = None) -> None:
         self.stats["failed"] += 1
         client = self._forget(job)
         if client is not None:
-            self._send(job.identity, error_header(code, message, request_id=job.id))
+            self._send(job.identity, error_header(code, message, hint, request_id=job.id))

@@ -1,22 +1,55 @@
-"""Image Dynamics: the Blender side.
+"""Image Dynamics: animate a photo with predicted natural motion (Generative Image Dynamics).
 
-Only Blender-facing code lives here (operators, panels, properties); everything it computes comes
-from the bpy-free ``image_dynamics`` package through plain messages. Operators arrive with the
-add-on issue; today the package registers nothing, so enabling it is harmless.
+A photo becomes a grid plane; its predicted spectral volume becomes modal bases on the mesh
+(point attributes) summed by a Geometry Nodes modifier whose inputs, the modal coordinates, are
+keyframed from a seamless loop, pokes and wind. The backend that predicts motion is a separate
+program (``image-dynamics serve``) reached over ZeroMQ; without it the add-on still imports,
+animates, pokes, blows on and exports saved motion files.
+
+Layout: ``operators/`` (one operator per module), ``panels.py``, ``properties.py``,
+``preferences.py``, ``geometry_nodes.py``, ``keyframes.py``, ``motion.py``, ``prediction.py``,
+``backend_process.py``, ``passes.py``, ``plane.py``; bpy-free helpers in ``core/``; the
+backend's bpy-free modules are copied into ``_vendor/`` by ``scripts/build_extension.py``.
 """
 
-classes: tuple = ()
+from __future__ import annotations
+
+import bpy
+
+from . import backend_process, panels, prediction, preferences, properties
+from .operators import classes as operator_classes
+
+classes = (
+    *properties.classes,
+    *preferences.classes,
+    *operator_classes,
+    *panels.classes,
+)
+
+
+@bpy.app.handlers.persistent
+def _on_load_pre(*_args):
+    # The objects of the file being left are about to disappear: forget their predictions.
+    prediction.cancel_all()
+    prediction.MESSAGES.clear()
 
 
 def register() -> None:
-    import bpy
-
     for cls in classes:
         bpy.utils.register_class(cls)
+    properties.register_properties()
+    if _on_load_pre not in bpy.app.handlers.load_pre:
+        bpy.app.handlers.load_pre.append(_on_load_pre)
 
 
 def unregister() -> None:
-    import bpy
-
+    if _on_load_pre in bpy.app.handlers.load_pre:
+        bpy.app.handlers.load_pre.remove(_on_load_pre)
+    if bpy.app.timers.is_registered(prediction.timer_step):
+        bpy.app.timers.unregister(prediction.timer_step)
+    prediction.cancel_all()
+    prediction.close_clients()
+    backend_process.LOCAL.stop()
+    properties.unregister_properties()
     for cls in reversed(classes):
         bpy.utils.unregister_class(cls)

@@ -17,6 +17,10 @@ COMMANDS = (
     "demo",
     "serve",
     "keys",
+    "predict",
+    "export_onnx",
+    "evaluate",
+    "train",
 )
 
 

@@ -43,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
     print("[2/3] extracting motion from the rendered videos (optical flow, frame 0 -> every frame)")
     rows = []
     figures = []
-    for video_path, truth_path in clips:
+    for truth_path in clips:
+        video_path = str(truth_path.with_suffix(".mkv"))
         truth = load_volume(truth_path)
         t1 = time.perf_counter()
         est = extract_volume(video_path, start_frame=0)

@@ -1,0 +1,36 @@
+"""Rewrite the modal-coordinate keyframes from the plane's motion settings."""
+
+from __future__ import annotations
+
+import bpy
+
+from .. import motion
+from ._common import active_plane_with_motion
+
+
+class IMAGE_DYNAMICS_OT_update_motion(bpy.types.Operator):
+    """Recompute the loop, pokes and wind and rewrite the motion keyframes"""
+
+    bl_idname = "image_dynamics.update_motion"
+    bl_label = "Update Motion"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context):
+        return active_plane_with_motion(context) is not None
+
+    def execute(self, context):
+        obj = active_plane_with_motion(context)
+        try:
+            c = motion.rebuild_keyframes(obj, context.scene)
+        except Exception as exc:
+            self.report({"ERROR"}, f"Could not compute the motion: {exc}")
+            return {"CANCELLED"}
+        if c is None:
+            self.report({"INFO"}, "No motion source is on (Loop, a Poke or Wind): the plane stays still.")
+        else:
+            self.report({"INFO"}, f"Motion keyframes written for frames {int(c.frames[0])}-{int(c.frames[-1])}")
+        return {"FINISHED"}
+
+
+OPERATOR = IMAGE_DYNAMICS_OT_update_motion

@@ -1,0 +1,388 @@
+"""The plane's motion in real Blender: evaluated vertices against the project's numpy motion math.
+
+Every test imports a small synthetic spectral volume (motion only in the photo's left half) with
+the add-on's Import Motion operator, sets the plane's motion options, and reads the
+depsgraph-evaluated mesh at whole frames and sub-frames.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import types
+
+import numpy as np
+import pytest
+from blender_helpers import H, K, W, PlaneModel, evaluated, import_volume, synthetic_volume, write_volume
+
+from image_dynamics.motion import loops, modal, spectral, volume_file
+
+
+@pytest.fixture
+def plane(addon, scene, tmp_path):
+    """(bpy, pkg, obj, S, model) for a plane with the default synthetic volume."""
+    bpy, pkg = addon
+    S = synthetic_volume(0)
+    obj = import_volume(bpy, write_volume(tmp_path / "v.npz", S))
+    return bpy, pkg, obj, S, PlaneModel(pkg, obj, S)
+
+
+def test_import_motion_builds_plane_with_modal_bases(plane):
+    bpy, pkg, obj, S, model = plane
+    p = obj.image_dynamics
+    assert p.is_plane and p.has_motion and p.num_modes == K
+    assert (p.grid_nx, p.grid_ny) == (128, 80)  # mesh resolution 128 along the longer side, aspect 32:20
+    names = {a.name for a in obj.data.attributes}
+    for k in range(K):
+        assert {f"id_re_{k:02d}", f"id_im_{k:02d}"} <= names
+    assert {"id_pin", "id_moving", "id_amplitude"} <= names
+    mod = obj.modifiers["Image Dynamics"]
+    assert mod.type == "NODES" and mod.node_group.name.startswith("Image Dynamics Modal Sum")
+    # Re S_k of mode 3 at the vertices, in local units with y flipped
+    re = np.empty(len(obj.data.vertices) * 3, np.float32)
+    obj.data.attributes["id_re_03"].data.foreach_get("vector", re)
+    expect = model.local(model.Sv[3].real)
+    np.testing.assert_allclose(re.reshape(-1, 3), expect, atol=1e-6)
+    # the stored volume round-trips exactly
+    np.testing.assert_array_equal(pkg.motion.get_volume(obj).S, S)
+
+
+def test_canonical_loop_matches_spectral_reconstruction(plane):
+    """Loop of T = 150 frames, not started at rest, 30 fps: exactly ``spectral_to_motion``."""
+    bpy, pkg, obj, S, model = plane
+    p = obj.image_dynamics
+    p.loop_frames = 150
+    p.loop_at_rest = False
+    amp = None
+    for frame, sub in [(1, 0.0), (2, 0.0), (17, 0.0), (60, 0.0), (10, 0.5), (37, 0.25), (44, 0.75)]:
+        t = frame + sub - 1.0  # the motion starts at frame 1
+        D = spectral.spectral_to_motion(model.Sv, 150, times=np.array([t]))[0]
+        expect = model.positions(D)
+        got = evaluated(bpy, obj, frame, sub, attrs=("velocity",))
+        amp = np.abs(expect - model.rest).max()
+        assert amp > 0.1
+        # whole frames: keys hold the exact values; sub-frames: cubic Hermite between keys
+        tol = 2e-6 if sub == 0.0 else 2e-4 * amp
+        np.testing.assert_allclose(got["co"], expect, atol=tol, err_msg=f"frame {frame}+{sub}")
+        # the velocity attribute (units per second) is the analytic derivative
+        V = loops.ModalMotion.from_spectral(model.Sv, 150).velocity([t], dtype=np.float64)[0] * 30.0
+        vexp = model.local(V)
+        vtol = 1e-5 * np.abs(vexp).max() + 1e-5 if sub == 0.0 else 1e-3 * np.abs(vexp).max()
+        np.testing.assert_allclose(got["velocity"], vexp, atol=vtol)
+
+
+def test_loop_of_other_length_is_seamless_and_snapped(plane):
+    bpy, pkg, obj, S, model = plane
+    p = obj.image_dynamics
+    p.loop_frames = 48
+    p.loop_at_rest = True
+    first = evaluated(bpy, obj, 1, attrs=("velocity",))
+    last = evaluated(bpy, obj, 49, attrs=("velocity",))
+    np.testing.assert_allclose(first["co"], model.rest, atol=1e-6)  # starts on the undistorted photo
+    np.testing.assert_allclose(last["co"], first["co"], atol=1e-6)  # ... and comes back to it
+    vscale = np.abs(first["velocity"]).max()
+    np.testing.assert_allclose(last["velocity"], first["velocity"], atol=1e-5 * vscale)  # no kink at the seam
+    # the cyclic keys repeat beyond the first period
+    np.testing.assert_allclose(evaluated(bpy, obj, 60)["co"], evaluated(bpy, obj, 12)["co"], atol=1e-6)
+    snapped = loops.snap_to_loop(model.Sv, 48)
+    for frame, sub in [(9, 0.0), (30, 0.5)]:
+        D = snapped.displacement([frame + sub - 1.0], dtype=np.float64)[0]
+        expect = model.positions(D)
+        tol = 2e-6 if sub == 0 else 2e-4 * np.abs(expect - model.rest).max()
+        np.testing.assert_allclose(evaluated(bpy, obj, frame, sub)["co"], expect, atol=tol)
+
+
+def _damped(q0: complex, f_hz: float, t: np.ndarray, alpha=0.4, beta=0.08) -> np.ndarray:
+    """Textbook under-damped oscillator released from q0 at rest (independent of modal.py)."""
+    w = 2 * math.pi * f_hz
+    g = alpha + beta * w * w
+    wd = math.sqrt(w * w - g * g / 4)
+    return q0 * np.exp(-g * t / 2) * (np.cos(wd * t) + g / (2 * wd) * np.sin(wd * t))
+
+
+def test_poke_response_is_the_damped_oscillator(addon, scene, tmp_path):
+    bpy, pkg = addon
+    S = synthetic_volume(1, modes=[5])  # one mode: 1 Hz
+    obj = import_volume(bpy, write_volume(tmp_path / "v.npz", S))
+    model = PlaneModel(pkg, obj, S)
+    p = obj.image_dynamics
+    p.use_loop = False
+    res = bpy.ops.image_dynamics.add_poke(source="UV", u=0.25, v=0.5, angle=math.radians(30), strength=6.0, frame=10)
+    assert res == {"FINISHED"}
+    px = (0.25 * W - 0.5, 0.5 * H - 0.5)
+    d = model.grid.local_dir_to_pixel(math.cos(math.radians(30)), math.sin(math.radians(30)), W, H)
+    q0 = modal.poke_coordinates(S, px, d, 6.0)[5]
+    assert abs(q0) > 0
+    before = evaluated(bpy, obj, 9)["co"]
+    np.testing.assert_allclose(before, model.rest, atol=1e-6)  # nothing moves before the poke
+    for frame, sub in [(10, 0.0), (13, 0.0), (25, 0.0), (40, 0.5)]:
+        t = (frame + sub - 10) / 30.0
+        q = np.zeros(K, complex)
+        q[5] = _damped(q0, 1.0, np.array([t]))[0]
+        D = modal.displacement_from_coords(model.Sv, q)
+        expect = model.positions(D)
+        got = evaluated(bpy, obj, frame, sub)["co"]
+        amp = np.abs(expect - model.rest).max()
+        np.testing.assert_allclose(got, expect, atol=2e-6 + (3e-3 * amp if sub else 1e-5 * amp))
+    # a poke at a still part of the photo (right half) moves nothing there
+    assert np.abs(evaluated(bpy, obj, 13)["co"] - model.rest)[model.rest[:, 0] > 0.2].max() < 1e-6
+
+
+def test_pokes_superpose(plane):
+    bpy, pkg, obj, S, model = plane
+    obj.image_dynamics.use_loop = False
+    bpy.ops.image_dynamics.add_poke(source="UV", u=0.2, v=0.3, angle=0.0, strength=4.0, frame=5)
+    a = evaluated(bpy, obj, 20)["co"] - model.rest
+    obj.image_dynamics.pokes[0].use = False
+    bpy.ops.image_dynamics.add_poke(source="UV", u=0.4, v=0.7, angle=math.radians(90), strength=-3.0, frame=12)
+    b = evaluated(bpy, obj, 20)["co"] - model.rest
+    obj.image_dynamics.pokes[0].use = True
+    both = evaluated(bpy, obj, 20)["co"] - model.rest
+    assert np.abs(a).max() > 1e-3 and np.abs(b).max() > 1e-3
+    np.testing.assert_allclose(both, a + b, atol=1e-5)
+
+
+def test_poke_from_3d_cursor_and_from_an_empty(plane):
+    bpy, pkg, obj, S, model = plane
+    obj.image_dynamics.use_loop = False
+    p = obj.image_dynamics
+    scene = bpy.context.scene
+    scene.cursor.location = (-0.5 * p.width / 2, 0.0, 0.0)  # u = 0.25, v = 0.5
+    scene.frame_set(5)
+    assert bpy.ops.image_dynamics.add_poke(source="CURSOR", strength=5.0) == {"FINISHED"}
+    poke = p.pokes[0]
+    assert poke.frame == 5 and abs(poke.u - 0.25) < 1e-6 and abs(poke.v - 0.5) < 1e-6
+    via_cursor = evaluated(bpy, obj, 15)["co"]
+    empty = bpy.data.objects.new("aim", None)
+    scene.collection.objects.link(empty)
+    empty.location = scene.cursor.location
+    bpy.context.view_layer.update()  # matrix_world follows the location
+    poke.target = empty
+    np.testing.assert_allclose(evaluated(bpy, obj, 15)["co"], via_cursor, atol=1e-6)  # same point, X axis = angle 0
+    empty.rotation_euler = (0, 0, math.pi)  # aim the other way: the motion flips
+    bpy.context.view_layer.update()
+    bpy.ops.image_dynamics.update_motion()
+    np.testing.assert_allclose(evaluated(bpy, obj, 15)["co"] - model.rest, -(via_cursor - model.rest), atol=1e-5)
+    scene.cursor.location = (10.0, 0.0, 0.0)
+    with pytest.raises(RuntimeError, match="3D cursor is not over the photo"):  # a clear refusal
+        bpy.ops.image_dynamics.add_poke(source="CURSOR")
+
+
+def _wind(bpy, strength_keys):
+    bpy.ops.object.effector_add(type="WIND", rotation=(0.0, math.radians(90), 0.0))  # field Z along the plane's +X
+    wind = bpy.context.active_object
+    assert wind.field.type == "WIND"
+    wind.field.noise = 0.0
+    for frame, value in strength_keys:
+        wind.field.strength = value
+        wind.keyframe_insert("field.strength", frame=frame)
+    return wind
+
+
+def test_wind_strength_keyframes_drive_the_response(plane):
+    bpy, pkg, obj, S, model = plane
+    p = obj.image_dynamics
+    wind = _wind(bpy, [(1, 0.0), (20, 2.0), (40, 0.0)])
+    bpy.context.view_layer.objects.active = obj
+    p.use_loop = False
+    p.wind_object = wind
+    p.wind_gain = 20000.0  # random bases are incoherent: little net force per unit of wind
+    p.use_wind = True
+    frames = np.arange(1, 61, dtype=float)
+    fc = pkg.keyframes.find_fcurve(wind, "field.strength")
+    strengths = np.array([fc.evaluate(f) for f in frames]) * 20000.0
+    freqs = np.arange(K) * 30.0 / 150.0
+    forces = modal.modal_forces_from_wind(S, np.tile([1.0, 0.0], (60, 1)), strengths)
+    q = modal.force_response(freqs, forces, 1.0 / 30.0)
+    for frame in (10, 30, 55):
+        D = modal.displacement_from_coords(model.Sv, q[frame - 1])
+        expect = model.positions(D)
+        got = evaluated(bpy, obj, frame)["co"]
+        assert np.abs(expect - model.rest).max() > 1e-3
+        np.testing.assert_allclose(got, expect, atol=1e-5)
+    at30 = evaluated(bpy, obj, 30)["co"] - model.rest
+    # editing the wind's strength keyframes changes the motion (the response is linear in them)
+    for kp in fc.keyframe_points:
+        kp.co.y *= 3.0
+        kp.handle_left.y *= 3.0
+        kp.handle_right.y *= 3.0
+    bpy.ops.image_dynamics.update_motion()
+    np.testing.assert_allclose(evaluated(bpy, obj, 30)["co"] - model.rest, 3.0 * at30, atol=1e-5)
+    # the field's noise adds gusts (deterministic for the field's seed)
+    wind.field.noise = 5.0
+    bpy.ops.image_dynamics.update_motion()
+    gusty = evaluated(bpy, obj, 30)["co"] - model.rest
+    assert np.abs(gusty - 3.0 * at30).max() > 1e-4
+    bpy.ops.image_dynamics.update_motion()
+    np.testing.assert_array_equal(evaluated(bpy, obj, 30)["co"] - model.rest, gusty)
+    wind.field.noise = 0.0
+    # wind blowing straight through the photo (along its normal) pushes nothing
+    wind.rotation_euler = (0.0, 0.0, 0.0)
+    bpy.ops.image_dynamics.update_motion()
+    np.testing.assert_allclose(evaluated(bpy, obj, 30)["co"], model.rest, atol=1e-6)
+
+
+def test_magnify_and_speed(plane):
+    bpy, pkg, obj, S, model = plane
+    p = obj.image_dynamics
+    p.loop_frames = 150
+    ref13 = evaluated(bpy, obj, 13)["co"] - model.rest
+    ref25 = evaluated(bpy, obj, 25)["co"] - model.rest
+    mod = obj.modifiers["Image Dynamics"]
+    ident = pkg.geometry_nodes.input_identifiers(mod.node_group)["Magnify"]
+    mod[ident] = 2.5
+    obj.update_tag()
+    np.testing.assert_allclose(evaluated(bpy, obj, 13)["co"] - model.rest, 2.5 * ref13, atol=1e-5)
+    mod[ident] = 1.0
+    obj.update_tag()
+    p.loop_frames = 75
+    p.speed = 2.0  # twice as fast: frame 13 shows what frame 25 showed (loop of 150 motion frames)
+    np.testing.assert_allclose(evaluated(bpy, obj, 13)["co"] - model.rest, ref25, atol=1e-5)
+
+
+def test_pinned_border_holds_the_edges(plane):
+    bpy, pkg, obj, S, model = plane
+    p = obj.image_dynamics
+    p.pin_border = True
+    p.pin_width = 0.1
+    got = evaluated(bpy, obj, 20)["co"]
+    uv = model.grid.vertex_uv()
+    edge = (uv[:, 0] == 0) | (uv[:, 1] == 0) | (uv[:, 1] == 1)
+    inner = (uv[:, 0] > 0.1) & (uv[:, 0] < 0.4) & (uv[:, 1] > 0.2) & (uv[:, 1] < 0.8)
+    np.testing.assert_allclose(got[edge], model.rest[edge], atol=1e-6)
+    p.pin_border = False
+    free = evaluated(bpy, obj, 20)["co"]
+    assert np.abs(free[edge] - model.rest[edge]).max() > 1e-2
+    np.testing.assert_allclose(got[inner], free[inner], atol=1e-6)
+
+
+def test_export_then_import_round_trip(plane, tmp_path):
+    bpy, pkg, obj, S, model = plane
+    out = tmp_path / "out.npz"
+    assert bpy.ops.image_dynamics.export_motion(filepath=str(out)) == {"FINISHED"}
+    vol = volume_file.load_volume(out)
+    np.testing.assert_array_equal(vol.S, S)
+    assert vol.image is not None and vol.image.shape == (H, W, 3)
+    # onto a fresh plane: same motion
+    before = evaluated(bpy, obj, 21)["co"]
+    bpy.context.view_layer.objects.active = None
+    obj2 = import_volume(bpy, out)
+    assert obj2 != obj
+    np.testing.assert_allclose(evaluated(bpy, obj2, 21)["co"], before, atol=1e-6)
+
+
+def test_bake_to_pc2_and_mesh_cache_plays_the_same_frames(plane, tmp_path):
+    bpy, pkg, obj, S, model = plane
+    bpy.context.scene.frame_end = 12
+    ref = {f: evaluated(bpy, obj, f)["co"] for f in (1, 2, 7, 12)}
+    path = tmp_path / "bake.pc2"
+    assert bpy.ops.image_dynamics.bake_cache(filepath=str(path)) == {"FINISHED"}
+    pos, start, rate = pkg.core.pc2.read_pc2(path)
+    assert pos.shape == (12, len(obj.data.vertices), 3) and start == 1.0 and rate == 1.0
+    assert obj.modifiers["Image Dynamics Cache"].type == "MESH_CACHE"
+    assert not obj.modifiers["Image Dynamics"].show_render
+    for f, co in ref.items():  # not one frame off (Mesh Cache's frame_start)
+        np.testing.assert_allclose(evaluated(bpy, obj, f)["co"], co, atol=1e-6)
+
+
+def test_fit_to_camera_fills_the_frame(plane):
+    bpy, pkg, obj, S, model = plane
+    from bpy_extras.object_utils import world_to_camera_view
+    from mathutils import Vector
+
+    scene = bpy.context.scene
+    scene.render.resolution_x, scene.render.resolution_y = 64, 48
+    cam = bpy.data.objects.new("Cam", bpy.data.cameras.new("Cam"))
+    scene.collection.objects.link(cam)
+    scene.camera = cam
+    cam.location = (1.0, -6.0, 2.0)
+    cam.rotation_euler = (math.radians(75), 0.0, math.radians(10))
+    bpy.context.view_layer.update()
+    for mode in ("FILL", "FIT"):
+        assert bpy.ops.image_dynamics.fit_to_camera(distance=4.0, mode=mode) == {"FINISHED"}
+        bpy.context.view_layer.update()
+        mw = obj.matrix_world
+        p = obj.image_dynamics
+        corners = [mw @ Vector((sx * p.width / 2, sy * p.height / 2, 0)) for sx in (-1, 1) for sy in (-1, 1)]
+        ndc = np.array([tuple(world_to_camera_view(scene, cam, c)) for c in corners])
+        np.testing.assert_allclose(ndc[:, 2], 4.0, atol=1e-4)  # all at the chosen distance: facing the camera
+        lo, hi = ndc[:, :2].min(axis=0), ndc[:, :2].max(axis=0)
+        if mode == "FILL":  # covers the frame, exactly along one axis
+            assert np.all(lo <= 1e-4) and np.all(hi >= 1 - 1e-4)
+            assert min(abs(lo).min(), abs(hi - 1).min()) < 1e-4
+        else:  # inside the frame, touching it along one axis
+            assert np.all(lo >= -1e-4) and np.all(hi <= 1 + 1e-4)
+
+
+def test_failed_apply_leaves_the_scene_exactly_as_it_was(plane, monkeypatch):
+    bpy, pkg, obj, S, model = plane
+    before = pkg.motion.scene_fingerprint()
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("simulated failure while writing keyframes")
+
+    monkeypatch.setattr(pkg.motion, "rebuild_keyframes", boom)
+    vol = pkg.core.volume_io.SpectralVolume(S=synthetic_volume(7)[:8])
+    with pytest.raises(RuntimeError):
+        pkg.motion.apply_volume(obj, vol)
+    assert pkg.motion.scene_fingerprint() == before
+
+
+def test_no_motion_source_keeps_the_photo_still(plane):
+    bpy, pkg, obj, S, model = plane
+    obj.image_dynamics.use_loop = False
+    np.testing.assert_allclose(evaluated(bpy, obj, 17)["co"], model.rest, atol=1e-7)
+
+
+def test_nothing_is_written_into_the_extension_folder(plane, tmp_path):
+    bpy, pkg, obj, S, model = plane
+    root = os.path.dirname(pkg.__file__)
+
+    def listing():
+        return sorted(os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs
+                      if "__pycache__" not in d)
+
+    before = listing()
+    bpy.ops.image_dynamics.export_motion(filepath=str(tmp_path / "x.npz"))
+    bpy.context.scene.frame_end = 3
+    bpy.ops.image_dynamics.bake_cache()  # no path, unsaved .blend: the extension's user folder
+    assert listing() == before
+    cache = obj.modifiers["Image Dynamics Cache"].filepath
+    assert os.path.isfile(cache) and not cache.startswith(root)
+
+
+class _Layout:
+    """Records what a panel draws; any layout call returns another recorder."""
+
+    def __init__(self, log):
+        self.__dict__["log"] = log
+
+    def __getattr__(self, name):
+        def call(*args, **kwargs):
+            self.log.append((name, args, kwargs))
+            return _Layout(self.log)
+
+        return call
+
+    def __setattr__(self, name, value):
+        self.log.append(("set", name, value))
+
+
+def test_panels_and_preferences_draw_without_errors(plane):
+    bpy, pkg, obj, S, model = plane
+    bpy.ops.image_dynamics.add_poke(source="UV", u=0.3, v=0.3, frame=3)
+    pkg.prediction.MESSAGES[obj.name] = ("ERROR", "A long message that has to be wrapped over several lines " * 3)
+    log = []
+    for cls in pkg.panels.classes:
+        fake = types.SimpleNamespace(layout=_Layout(log))
+        if hasattr(cls, "poll"):
+            assert cls.poll(bpy.context)
+        cls.draw(fake, bpy.context)
+    prefs = bpy.context.preferences.addons[pkg.__name__].preferences
+    pkg.preferences.IMAGE_DYNAMICS_AddonPreferences.draw(types.SimpleNamespace(
+        layout=_Layout(log), **{k: getattr(prefs, k) for k in ("use_local_backend", "model_source")}), bpy.context)
+    labels = [c[2].get("text", "") for c in log if c[0] == "label"]
+    assert not any(t.startswith("Image Dynamics:") for t in labels), labels  # the draw guard never fired
+    ops = {c[1][0] for c in log if c[0] == "operator"}
+    assert {"image_dynamics.predict_motion", "image_dynamics.import_photo", "image_dynamics.add_poke",
+            "image_dynamics.fit_to_camera", "image_dynamics.setup_passes", "image_dynamics.test_connection"} <= ops

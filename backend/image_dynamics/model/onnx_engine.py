@@ -52,9 +52,9 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..motion.normalize import FrequencyScales, denormalize
-from ..motion.resample import resample_image, resample_volume
+from ..motion.normalize import FrequencyScales
 from .config import ModelConfig
+from .pipeline import photo_tensor, volume_from_slices
 from .samplers import SAMPLERS, cfg_model_fn
 from .schedule import NoiseSchedule, sampling_timesteps
 
@@ -421,10 +421,7 @@ class OnnxMotionEngine:
         img = np.asarray(image)
         if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
             raise ValueError(f"expected an RGB uint8 image (H, W, 3), got {img.dtype} {img.shape}")
-        W, H = self.config.resolution
-        img = resample_image(img, W, H)
-        x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float() / 127.5 - 1.0
-        return x[None].numpy()
+        return photo_tensor(img, self.config.resolution).numpy()
 
     def predict(
         self,
@@ -456,7 +453,6 @@ class OnnxMotionEngine:
         guidance = cfg.diffusion.guidance_scale if guidance is None else float(guidance)
         if sampler not in SAMPLERS:
             raise ValueError(f"unknown sampler {sampler!r}; choose one of {sorted(SAMPLERS)}")
-        W, H = cfg.resolution
         w_lat, h_lat = cfg.latent_size
         K = cfg.num_freqs
 
@@ -482,9 +478,4 @@ class OnnxMotionEngine:
             generator=gen,
         )
         slices = self.sessions["vae_decoder"].run(None, {"z": np.ascontiguousarray(z0.float().numpy())})[0]
-        S = denormalize(slices, self.scales)
-        if size is not None:
-            W_out, H_out = (int(size[0]), int(size[1]))
-            if (W_out, H_out) != (W, H):
-                S = resample_volume(S, W_out, H_out)
-        return S
+        return volume_from_slices(slices, self.scales, cfg.resolution, size)

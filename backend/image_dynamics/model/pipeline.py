@@ -49,6 +49,24 @@ def _dummy_scales(num_freqs: int) -> FrequencyScales:
     return FrequencyScales(np.geomspace(2.0, 0.05, num_freqs), fit={"method": "dummy"})
 
 
+def photo_tensor(image: np.ndarray, resolution: tuple[int, int]) -> torch.Tensor:
+    """RGB uint8 (H, W, 3) -> (1, 3, H_model, W_model) float32 in [-1, 1], stretched to the model
+    resolution (W, H); shared by the torch and ONNX Runtime engines so both see the same input."""
+    W, H = resolution
+    img = resample_image(image, W, H)
+    return (torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float() / 127.5 - 1.0)[None]
+
+
+def volume_from_slices(slices: np.ndarray, scales, resolution: tuple[int, int], size) -> np.ndarray:
+    """Decoded normalized slices (K, 4, H, W) -> complex64 volume at ``size`` (W, H) or native."""
+    S = denormalize(slices, scales)
+    if size is not None:
+        W_out, H_out = (int(size[0]), int(size[1]))
+        if (W_out, H_out) != tuple(resolution):
+            S = resample_volume(S, W_out, H_out)
+    return S
+
+
 class MotionPredictor:
     """VAE + image encoder + denoiser + frequency scales + config, ready to sample."""
 
@@ -149,10 +167,7 @@ class MotionPredictor:
         img = np.asarray(image)
         if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
             raise ValueError(f"expected an RGB uint8 image (H, W, 3), got {img.dtype} {img.shape}")
-        W, H = self.config.resolution
-        img = resample_image(img, W, H)
-        x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float() / 127.5 - 1.0
-        return x[None].to(self.device)
+        return photo_tensor(img, self.config.resolution).to(self.device)
 
     def predict(
         self,
@@ -187,7 +202,6 @@ class MotionPredictor:
         guidance = cfg.diffusion.guidance_scale if guidance is None else float(guidance)
         if sampler not in SAMPLERS:
             raise ValueError(f"unknown sampler {sampler!r}; choose one of {sorted(SAMPLERS)}")
-        W, H = cfg.resolution
         w_lat, h_lat = cfg.latent_size
         K = cfg.num_freqs
 
@@ -221,12 +235,7 @@ class MotionPredictor:
         )
         with torch.no_grad():
             slices = self.vae.from_latent(z0)  # (K, 4, H, W) normalized
-        S = denormalize(slices.float().cpu().numpy(), self.scales)
-        if size is not None:
-            W_out, H_out = (int(size[0]), int(size[1]))
-            if (W_out, H_out) != (W, H):
-                S = resample_volume(S, W_out, H_out)
-        return S
+        return volume_from_slices(slices.float().cpu().numpy(), self.scales, cfg.resolution, size)
 
     def describe(self) -> str:
         counts = self.num_parameters()

@@ -11,6 +11,13 @@ and ``id_motion`` (its length) for the render AOVs.
 
 This is the approach measured fastest with correct motion vectors (DESIGN section 6): deformation
 in Geometry Nodes is seen by Cycles and EEVEE at any sub-frame, unlike a frame-change handler.
+
+Per-frame cost (fields are not cached between nodes: every node that evaluates a field recomputes
+everything upstream of it): each sum is a chain of Vector Math "Multiply Add" nodes (one node per
+term, the sign of ``Im q`` folded into a single-value negation), and the displacement is computed
+once, stored as ``id_displacement``, then read back for Set Position and ``id_motion``. At 16k
+vertices and K = 16 this halved the tree's time; results are bitwise those of the separate
+Scale / Add / Subtract nodes it replaced (x + (-y) == x - y exactly).
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ import bpy
 from .core.grid import basis_attribute_names
 
 MODIFIER_NAME = "Image Dynamics"
-TREE_VERSION = 1
+TREE_VERSION = 2  # 2: Multiply Add chains, displacement evaluated once
 MAGNIFY = "Magnify"
 PIN_ATTRIBUTE = "id_pin"
 MOVING_ATTRIBUTE = "id_moving"
@@ -70,7 +77,7 @@ def build_tree(num_modes: int, name: str):
     gi = nodes.new("NodeGroupInput")
     gi.location = (-1600, 0)
     go = nodes.new("NodeGroupOutput")
-    go.location = (1400, 0)
+    go.location = (1800, 0)
 
     def vmath(op, x, y):
         n = nodes.new("ShaderNodeVectorMath")
@@ -78,55 +85,53 @@ def build_tree(num_modes: int, name: str):
         n.location = (x, y)
         return n
 
-    def chain_add(acc, term, op, x, y):
-        if acc is None and op == "ADD":
-            return term
-        n = vmath(op, x, y)
-        if acc is None:  # 0 - term
-            n.operation = "SCALE"
-            links.new(term, n.inputs[0])
-            n.inputs[3].default_value = -1.0
-            return n.outputs["Vector"]
-        links.new(acc, n.inputs[0])
-        links.new(term, n.inputs[1])
+    def named(name, dtype, x, y):
+        n = nodes.new("GeometryNodeInputNamedAttribute")
+        n.data_type = dtype
+        n.inputs["Name"].default_value = name
+        n.location = (x, y)
+        return n.outputs["Attribute"]
+
+    def term(acc, basis, coeff, x, y):
+        """acc + basis * coeff (the first term: basis * coeff), one node per term."""
+        if acc is None:
+            n = vmath("SCALE", x, y)
+            links.new(basis, n.inputs[0])
+            links.new(coeff, n.inputs[3])
+        else:
+            n = vmath("MULTIPLY_ADD", x, y)
+            links.new(basis, n.inputs[0])
+            links.new(coeff, n.inputs[1])
+            links.new(acc, n.inputs[2])
         return n.outputs["Vector"]
+
+    def negated(socket, x, y):
+        # on a single value (a modifier input): computed once per evaluation, not per vertex
+        n = nodes.new("ShaderNodeMath")
+        n.operation = "MULTIPLY"
+        n.location = (x, y)
+        links.new(socket, n.inputs[0])
+        n.inputs[1].default_value = -1.0
+        return n.outputs["Value"]
 
     disp = None
     vel = None
     for k in range(num_modes):
         y = -k * 260
-        attrs = []
-        for j, aname in enumerate(basis_attribute_names(k)):
-            na = nodes.new("GeometryNodeInputNamedAttribute")
-            na.data_type = "FLOAT_VECTOR"
-            na.inputs["Name"].default_value = aname
-            na.location = (-1300, y - j * 120)
-            attrs.append(na.outputs["Attribute"])
+        re_s, im_s = (named(aname, "FLOAT_VECTOR", -1300, y - j * 120)
+                      for j, aname in enumerate(basis_attribute_names(k)))
         re_q, im_q, re_v, im_v = coordinate_socket_names(k)
-        for col, (target, (qre, qim)) in enumerate((("disp", (re_q, im_q)), ("vel", (re_v, im_v)))):
-            x0 = -1050 + col * 900
-            s_re = vmath("SCALE", x0, y)
-            links.new(attrs[0], s_re.inputs[0])
-            links.new(gi.outputs[qre], s_re.inputs[3])
-            s_im = vmath("SCALE", x0, y - 120)
-            links.new(attrs[1], s_im.inputs[0])
-            links.new(gi.outputs[qim], s_im.inputs[3])
-            acc = disp if target == "disp" else vel
-            acc = chain_add(acc, s_re.outputs["Vector"], "ADD", x0 + 200, y)
-            acc = chain_add(acc, s_im.outputs["Vector"], "SUBTRACT", x0 + 400, y - 60)
-            if target == "disp":
-                disp = acc
-            else:
-                vel = acc
+        x0 = -1050
+        disp = term(disp, re_s, gi.outputs[re_q], x0 + 200, y)
+        disp = term(disp, im_s, negated(gi.outputs[im_q], x0, y - 60), x0 + 400, y - 60)
+        vel = term(vel, re_s, gi.outputs[re_v], x0 + 1100, y)
+        vel = term(vel, im_s, negated(gi.outputs[im_v], x0 + 900, y - 60), x0 + 1300, y - 60)
 
-    pin = nodes.new("GeometryNodeInputNamedAttribute")
-    pin.data_type = "FLOAT"
-    pin.inputs["Name"].default_value = PIN_ATTRIBUTE
-    pin.location = (600, 300)
+    pin = named(PIN_ATTRIBUTE, "FLOAT", 600, 300)
     factor = nodes.new("ShaderNodeMath")
     factor.operation = "MULTIPLY"
     factor.location = (800, 300)
-    links.new(pin.outputs["Attribute"], factor.inputs[0])
+    links.new(pin, factor.inputs[0])
     links.new(gi.outputs[MAGNIFY], factor.inputs[1])
 
     d_scaled = vmath("SCALE", 1000, 150)
@@ -135,27 +140,29 @@ def build_tree(num_modes: int, name: str):
     v_scaled = vmath("SCALE", 1000, -150)
     links.new(vel, v_scaled.inputs[0])
     links.new(factor.outputs["Value"], v_scaled.inputs[3])
-    length = vmath("LENGTH", 1000, 0)
-    links.new(d_scaled.outputs["Vector"], length.inputs[0])
 
+    def store(geo, aname, dtype, value, x, y):
+        n = nodes.new("GeometryNodeStoreNamedAttribute")
+        n.data_type = dtype
+        n.domain = "POINT"
+        n.location = (x, y)
+        n.inputs["Name"].default_value = aname
+        links.new(geo, n.inputs["Geometry"])
+        links.new(value, n.inputs["Value"])
+        return n.outputs["Geometry"]
+
+    # The displacement sum is evaluated once, here; Set Position and id_motion read the stored
+    # attribute instead of re-evaluating the whole sum (as linking d_scaled to each would).
+    geo = store(gi.outputs["Geometry"], DISPLACEMENT_ATTRIBUTE, "FLOAT_VECTOR", d_scaled.outputs["Vector"], 1150, 450)
+    offset = named(DISPLACEMENT_ATTRIBUTE, "FLOAT_VECTOR", 1150, 150)
     setpos = nodes.new("GeometryNodeSetPosition")
-    setpos.location = (1050, 450)
-    links.new(gi.outputs["Geometry"], setpos.inputs["Geometry"])
-    links.new(d_scaled.outputs["Vector"], setpos.inputs["Offset"])
-    geo = setpos.outputs["Geometry"]
-    for i, (aname, dtype, value) in enumerate((
-        ("velocity", "FLOAT_VECTOR", v_scaled.outputs["Vector"]),
-        (DISPLACEMENT_ATTRIBUTE, "FLOAT_VECTOR", d_scaled.outputs["Vector"]),
-        (MOTION_ATTRIBUTE, "FLOAT", length.outputs["Value"]),
-    )):
-        store = nodes.new("GeometryNodeStoreNamedAttribute")
-        store.data_type = dtype
-        store.domain = "POINT"
-        store.location = (1150 + i * 60, 600 - i * 250)
-        store.inputs["Name"].default_value = aname
-        links.new(geo, store.inputs["Geometry"])
-        links.new(value, store.inputs["Value"])
-        geo = store.outputs["Geometry"]
+    setpos.location = (1350, 450)
+    links.new(geo, setpos.inputs["Geometry"])
+    links.new(offset, setpos.inputs["Offset"])
+    geo = store(setpos.outputs["Geometry"], "velocity", "FLOAT_VECTOR", v_scaled.outputs["Vector"], 1500, 450)
+    length = vmath("LENGTH", 1350, 0)
+    links.new(offset, length.inputs[0])
+    geo = store(geo, MOTION_ATTRIBUTE, "FLOAT", length.outputs["Value"], 1650, 450)
     links.new(geo, go.inputs["Geometry"])
     return ng
 

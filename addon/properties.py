@@ -73,6 +73,9 @@ class ImageDynamicsPlane(PropertyGroup):
     height: FloatProperty(default=0.0)
     has_motion: BoolProperty(default=False)
     num_modes: IntProperty(default=0)
+    # The spectral volume (``motion.store_volume``): a hidden Text datablock holding it as ID
+    # properties. Not on the mesh, whose ID properties the depsgraph copies on every frame.
+    volume: PointerProperty(type=bpy.types.Text, name="Motion Data", options={"HIDDEN"})
 
     auto_update: BoolProperty(name="Auto Update", default=True,
                               description="Rewrite the motion keyframes whenever a setting changes")

@@ -20,6 +20,11 @@ REPO = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(REPO / "scripts"))
 
+# EEVEE renders through Mesa's software OpenGL; compiling its shaders costs about 30 s per cold
+# run. Mesa's cache (not Blender state: the root conftest still isolates XDG_CACHE_HOME) is kept in
+# the git-ignored build/ folder so that later runs start warm. Set before bpy creates a GL context.
+os.environ.setdefault("MESA_SHADER_CACHE_DIR", str(REPO / "build" / "mesa-shader-cache"))
+
 if importlib.util.find_spec("bpy") is None:
     collect_ignore_glob = ["test_*.py"]
 

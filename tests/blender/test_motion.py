@@ -314,6 +314,46 @@ def test_fit_to_camera_fills_the_frame(plane):
             assert np.all(lo >= -1e-4) and np.all(hi <= 1 + 1e-4)
 
 
+def test_volume_is_kept_off_the_mesh_shared_by_duplicates_and_saved(plane, tmp_path):
+    """The volume lives in a hidden Text datablock (the depsgraph copies a mesh's ID properties on
+    every frame); duplicates share it, a new volume gets a new one, and a deleted plane's is not
+    saved again."""
+    bpy, pkg, obj, S, model = plane
+    prefix = pkg.core.volume_io.PROP_PREFIX
+    block = obj.image_dynamics.volume
+    assert block is not None and block.users == 1 and block.name.startswith(".")
+    assert not [k for k in obj.data.keys() if k.startswith(prefix)]
+    ref = evaluated(bpy, obj, 21)["co"]
+    for linked in (False, True):  # Shift+D, Alt+D
+        bpy.ops.object.select_all(action="DESELECT")
+        obj.select_set(True)
+        bpy.context.view_layer.objects.active = obj
+        assert bpy.ops.object.duplicate(linked=linked) == {"FINISHED"}
+        dup = bpy.context.active_object
+        assert dup != obj and dup.image_dynamics.volume == block
+        np.testing.assert_allclose(evaluated(bpy, dup, 21)["co"], ref, atol=1e-7)
+    assert block.users == 3
+    S2 = synthetic_volume(3)[:8]
+    pkg.motion.apply_volume(dup, pkg.core.volume_io.SpectralVolume(S=S2))
+    assert dup.image_dynamics.volume != block and block.users == 2
+    np.testing.assert_array_equal(pkg.motion.get_volume(dup).S, S2)
+    np.testing.assert_array_equal(pkg.motion.get_volume(obj).S, S)
+    names = (obj.name, dup.name)
+    path = tmp_path / "planes.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(path))
+    bpy.ops.wm.open_mainfile(filepath=str(path))
+    obj, dup = (bpy.data.objects[n] for n in names)
+    np.testing.assert_array_equal(pkg.motion.get_volume(obj).S, S)
+    np.testing.assert_array_equal(pkg.motion.get_volume(dup).S, S2)
+    np.testing.assert_allclose(evaluated(bpy, obj, 21)["co"], ref, atol=1e-7)
+    assert len(bpy.data.texts) == 2
+    for ob in list(bpy.data.objects):
+        bpy.data.objects.remove(ob)
+    bpy.ops.wm.save_as_mainfile(filepath=str(path))
+    bpy.ops.wm.open_mainfile(filepath=str(path))
+    assert len(bpy.data.texts) == 0
+
+
 def test_failed_apply_leaves_the_scene_exactly_as_it_was(plane, monkeypatch):
     bpy, pkg, obj, S, model = plane
     before = pkg.motion.scene_fingerprint()

@@ -9,6 +9,8 @@ the regression baseline, and export a model folder.
     image-dynamics train regression --cache runs/cache-cpu --out runs/reg [--preset cpu]
     image-dynamics train export --denoiser runs/den2 [--vae runs/vae] --out models/NAME
     image-dynamics train export --regression runs/reg --out models/NAME
+    image-dynamics train renderer --out runs/renderer [--data data/render] [--steps N] [--export models/renderer]
+    image-dynamics train export-renderer --run runs/renderer --out models/renderer
 
 Several processes or machines: ``torchrun --nproc_per_node=N -m image_dynamics.cli train vae ...``
 (DistributedDataParallel; gloo on CPU, nccl on CUDA; --batch-size is the global batch).
@@ -33,6 +35,8 @@ _DEFAULTS = {
                       grad_clip=1.0),
     "regression": dict(steps=4000, batch_size=8, lr=2e-4, warmup=100, ema=0.0, eval_every=1000, ckpt_every=500,
                        grad_clip=1.0),
+    "renderer": dict(steps=2600, batch_size=8, lr=5e-4, warmup=100, ema=0.995, eval_every=500, ckpt_every=250,
+                     grad_clip=1.0),
 }
 
 
@@ -106,12 +110,36 @@ def register(subparsers) -> None:
     e.add_argument("--no-ema", action="store_true", help="use the raw weights, not the EMA")
     e.set_defaults(func=run_export)
 
+    rr = sub.add_parser("renderer", help="train the frame renderer's synthesis network on procedural scenes")
+    _common(rr, "renderer", cache=False)
+    rr.add_argument("--data", default="data/render", help="scene folder, generated where missing (default data/render)")
+    rr.add_argument("--scenes", type=int, default=400, help="training scenes, seeds 0.. (default 400)")
+    rr.add_argument("--eval-scenes", type=int, default=16, help="held-out scenes, seeds 2e9.. (default 16)")
+    rr.add_argument("--times", type=int, default=8, help="frames kept per scene (default 8)")
+    rr.add_argument("--size", default="256x160", help="scene size WxH (default 256x160)")
+    rr.add_argument("--crop", default="128x96", help="training crop WxH, or 'none' for whole frames (default 128x96)")
+    rr.add_argument("--magnify", default="1,3", help="range of the per-scene motion magnification (default 1,3)")
+    rr.add_argument("--channels", default="16,32,64", help="encoder channels at the three scales (default 16,32,64)")
+    rr.add_argument("--moving-weight", type=float, default=4.0,
+                    help="extra L1 weight near motion (mean |D| > 0.25 px, dilated 2 px; default 4)")
+    rr.add_argument("--no-backward-input", action="store_true",
+                    help="decoder without the backward-warped photo (plain splatted features only)")
+    rr.add_argument("--export", default=None, help="after training, write the model folder here (e.g. models/renderer)")
+    rr.set_defaults(func=run_renderer)
+
+    er = sub.add_parser("export-renderer", help="write a renderer model folder from a training run")
+    er.add_argument("--run", required=True, help="renderer run (its latest checkpoint) or checkpoint folder")
+    er.add_argument("--out", required=True, help="model folder, e.g. models/renderer")
+    er.add_argument("--no-ema", action="store_true", help="use the raw weights, not the EMA")
+    er.set_defaults(func=run_export_renderer)
+
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
-def _common(p, kind: str | None) -> None:
+def _common(p, kind: str | None, cache: bool = True) -> None:
     dflt = _DEFAULTS.get(kind or "denoiser1")
-    p.add_argument("--cache", required=True, help="training cache folder (image-dynamics train cache)")
+    if cache:
+        p.add_argument("--cache", required=True, help="training cache folder (image-dynamics train cache)")
     p.add_argument("--out", required=True, help="run folder (config, logs, checkpoints)")
     p.add_argument("--steps", type=int, default=None, help=f"optimizer steps (default {dflt['steps']})")
     p.add_argument("--batch-size", type=int, default=None, help=f"GLOBAL batch (default {dflt['batch_size']})")
@@ -267,4 +295,50 @@ def run_export(args) -> int:
     else:
         folder = export_predictor(args.denoiser, args.out, vae_run=args.vae, use_ema=not args.no_ema)
     print(f"wrote {folder}")
+    return 0
+
+
+def _pair(text: str, sep: str, name: str, kind=int) -> tuple:
+    try:
+        a, b = (kind(x) for x in text.lower().split(sep))
+    except ValueError:
+        raise UserError(f"{name} must look like A{sep}B, got {text!r}")
+    return a, b
+
+
+def run_renderer(args) -> int:
+    from ..render.synthesis import SynthesisConfig
+    from ..render.train import export_renderer, train_renderer
+
+    size = _pair(args.size, "x", "--size")
+    crop = None if args.crop.lower() == "none" else _pair(args.crop, "x", "--crop")
+    if crop is not None and (crop[0] > size[0] or crop[1] > size[1] or min(crop) < 16):
+        raise UserError(f"--crop {args.crop} must be at least 16x16 and fit in --size {args.size}")
+    magnify = _pair(args.magnify, ",", "--magnify", float)
+    if not 0 < magnify[0] <= magnify[1]:
+        raise UserError("--magnify must be two positive numbers, the smaller first")
+    try:
+        channels = tuple(int(c) for c in args.channels.split(","))
+        config = SynthesisConfig(channels=channels, backward_input=not args.no_backward_input)
+        SynthesisConfig.from_dict(config.to_dict())
+    except ValueError:
+        raise UserError(f"--channels must be three integers like 16,32,64, got {args.channels!r}")
+    if args.moving_weight < 0:
+        raise UserError("--moving-weight must be >= 0")
+    if args.scenes < 1 or args.eval_scenes < 1 or not 1 <= args.times <= 149:
+        raise UserError("--scenes and --eval-scenes must be at least 1 and --times in 1..149")
+    result = train_renderer(args.data, _settings(args, "renderer"), config=config, train_scenes=args.scenes,
+                            eval_scenes=args.eval_scenes, times_per_scene=args.times,
+                            crop=(crop[1], crop[0]) if crop else None, magnify=magnify, size=size,
+                            flip=not args.no_flip, moving_weight=args.moving_weight, progress=not args.no_progress)
+    code = _report(result, "renderer training")
+    if args.export and not result.get("interrupted"):
+        print(f"wrote {export_renderer(args.out, args.export)}")
+    return code
+
+
+def run_export_renderer(args) -> int:
+    from ..render.train import export_renderer
+
+    print(f"wrote {export_renderer(args.run, args.out, use_ema=not args.no_ema)}")
     return 0

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import bpy
 
-from . import backend_process, panels, prediction, preferences, properties
+from . import backend_process, frame_render, panels, prediction, preferences, properties
 from .operators import classes as operator_classes
 
 classes = (
@@ -32,6 +32,8 @@ def _on_load_pre(*_args):
     # The objects of the file being left are about to disappear: forget their predictions.
     prediction.cancel_all()
     prediction.MESSAGES.clear()
+    frame_render.cancel_all()
+    frame_render.MESSAGES.clear()
 
 
 def register() -> None:
@@ -47,7 +49,10 @@ def unregister() -> None:
         bpy.app.handlers.load_pre.remove(_on_load_pre)
     if bpy.app.timers.is_registered(prediction.timer_step):
         bpy.app.timers.unregister(prediction.timer_step)
+    if bpy.app.timers.is_registered(frame_render.timer_step):
+        bpy.app.timers.unregister(frame_render.timer_step)
     prediction.cancel_all()
+    frame_render.cancel_all()
     prediction.close_clients()
     backend_process.LOCAL.stop()
     properties.unregister_properties()

@@ -212,6 +212,24 @@ class IMAGE_DYNAMICS_PT_output(_Base, bpy.types.Panel):
         col.operator("image_dynamics.fit_to_camera", icon="CAMERA_DATA")
         col.operator("image_dynamics.setup_passes", icon="RENDERLAYERS")
         col.operator("image_dynamics.bake_cache", icon="FILE_CACHE")
+        _draw_frame_render(self.layout, _plane(context))
+
+
+def _draw_frame_render(layout, obj) -> None:
+    """Frames rendered by the backend as the plane's texture (``frame_render.py``)."""
+    from . import frame_render
+
+    box = layout.box()
+    pending = frame_render.RENDERS.get(obj.name)
+    if pending is not None:
+        box.label(text=f"Frames: {pending.state} {int(round(100 * pending.progress))}%")
+        box.operator("image_dynamics.cancel_render_frames", icon="CANCEL")
+    else:
+        box.operator("image_dynamics.render_frames", icon="RENDER_ANIMATION")
+    msg = frame_render.MESSAGES.get(obj.name)
+    if msg is not None:
+        for line in _wrap(msg[1], 48):
+            box.label(text=line, icon="ERROR" if msg[0] == "ERROR" else "NONE")
 
 
 classes = (

@@ -6,12 +6,14 @@ from . import (
     add_poke,
     bake_cache,
     cancel_prediction,
+    cancel_render_frames,
     export_motion,
     fit_to_camera,
     import_motion,
     import_photo,
     predict_motion,
     remove_poke,
+    render_frames,
     setup_passes,
     start_backend,
     stop_backend,
@@ -36,6 +38,8 @@ _MODULES = (
     fit_to_camera,
     setup_passes,
     bake_cache,
+    render_frames,
+    cancel_render_frames,
 )
 
 classes = tuple(m.OPERATOR for m in _MODULES)

@@ -18,8 +18,10 @@ COMMANDS = (
     "serve",
     "keys",
     "predict",
+    "animate",
     "export_onnx",
     "evaluate",
+    "evaluate_renderer",
     "train",
 )
 

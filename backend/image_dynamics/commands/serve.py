@@ -45,6 +45,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     p.add_argument("--engine", default="torch", choices=ENGINES, help="inference engine (default: torch)")
     p.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--renderer-model", default=None, metavar="FOLDER",
+                   help="trained splat renderer for render requests (default: models/renderer; without one, render "
+                        "offers the mesh and backward warps)")
     g = p.add_argument_group("limits (reported to clients in hello)")
     g.add_argument("--max-image-pixels", type=int, default=d.max_image_pixels, metavar="N")
     g.add_argument("--max-output-pixels", type=int, default=d.max_output_pixels, metavar="N")
@@ -52,6 +55,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--max-queue", type=int, default=d.max_queue, metavar="N", help="jobs waiting, all clients together")
     g.add_argument("--max-jobs-per-client", type=int, default=d.max_jobs_per_client, metavar="N")
     g.add_argument("--max-steps", type=int, default=d.max_steps, metavar="N")
+    g.add_argument("--max-render-frames", type=int, default=d.max_render_frames, metavar="N",
+                   help="frames one render request may ask for")
+    g.add_argument("--max-render-pixels", type=int, default=d.max_render_pixels, metavar="N",
+                   help="frames x width x height of one render request (its reply is 3 bytes a pixel)")
     g.add_argument("--heartbeat-timeout", type=float, default=d.default_heartbeat_timeout_s, metavar="S",
                    help="forget clients silent this long unless they declared their own (default: %(default)s)")
     s = p.add_argument_group("security")
@@ -95,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
             max_queue=args.max_queue,
             max_jobs_per_client=args.max_jobs_per_client,
             max_steps=args.max_steps,
+            max_render_frames=args.max_render_frames,
+            max_render_pixels=args.max_render_pixels,
             default_heartbeat_timeout_s=args.heartbeat_timeout,
         )
     except ValueError as exc:
@@ -117,6 +126,12 @@ def run(args: argparse.Namespace) -> int:
 
             engine = create_engine(model=args.model, tiny_model=args.tiny_model, device=args.device,
                                    engine=args.engine, threads=args.threads)
+        from ..service.rendering import FrameService
+
+        frames = FrameService(args.renderer_model, device=str(engine.info().get("device", "cpu")))
+        if args.renderer_model and "splat" not in frames.renderers:
+            raise UserError(f"--renderer-model {args.renderer_model} holds no trained renderer (*.safetensors)",
+                            "pass the folder the renderer training wrote, or leave the flag out")
     except BaseException:
         server.router.close(linger=0)
         if curve is not None:
@@ -133,8 +148,10 @@ def run(args: argparse.Namespace) -> int:
     if curve is not None:
         print(f"image-dynamics serve: CurveZMQ on; server public key {curve.public_key.decode()}", file=sys.stderr,
               flush=True)
+    print(f"image-dynamics serve: render with {', '.join(frames.renderers)} (default {frames.default_renderer}) "
+          f"on {frames.device}", file=sys.stderr, flush=True)
     print(f"image-dynamics backend ready on {endpoint}", flush=True)
-    server.serve(engine)
+    server.serve(engine, frames=frames)
     print("image-dynamics serve: stopped", file=sys.stderr, flush=True)
     return 0
 

@@ -6,7 +6,8 @@ never import torch or any other ``image_dynamics`` module.
 
 * ``messages`` - version, op names, error codes + hints, header / option validation
 * ``codec``    - multipart <-> (header, arrays): JSON header + raw little-endian buffers
-* ``client``   - ``BackendClient`` (blocking ``predict``, non-blocking ``submit`` -> ``Job``)
+* ``client``   - ``BackendClient`` (blocking ``predict`` / ``render_frames``, non-blocking ``submit`` /
+  ``submit_render`` -> ``Job``)
 
 ``client`` (and so pyzmq) is imported lazily, so the codec works where pyzmq is missing.
 """
@@ -28,10 +29,11 @@ from .messages import (
     Op,
     PredictOptions,
     ProtocolError,
+    RenderOptions,
     Reply,
 )
 
-_CLIENT_NAMES = ("BackendClient", "BackendError", "Job", "JobStatus", "PredictResult")
+_CLIENT_NAMES = ("BackendClient", "BackendError", "Job", "JobStatus", "PredictResult", "RenderResult")
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -48,6 +50,7 @@ __all__ = [
     "Op",
     "PredictOptions",
     "ProtocolError",
+    "RenderOptions",
     "Reply",
     "decode",
     "encode",

@@ -8,8 +8,11 @@ Two ways to use it::
         result = client.predict(image, seed=1, steps=25, size=(256, 160), progress=print)
         result.S            # complex64 (K, 2, H, W), as in the canonical spectral-volume file
 
+    # rendered frames of a photo and its motion: uint8 (N, H, W, 3)
+    frames = client.render_frames(image, result.S, frames=90, fps=30, loop=True).frames
+
     # Blender: non-blocking; a timer calls job.poll() (or client.poll()) and returns at once
-    job = client.submit(image, seed=1)
+    job = client.submit(image, seed=1)          # or client.submit_render(image, S, frames=90)
     status = job.poll()     # JobStatus(state='queued'|'running'|'done'|'failed'|'cancelled', progress, ...)
     job.cancel()
 
@@ -51,7 +54,8 @@ from .messages import (
     Reply,
 )
 
-__all__ = ["BackendClient", "BackendError", "Job", "JobStatus", "PredictResult", "load_public_key", "load_key_pair"]
+__all__ = ["BackendClient", "BackendError", "Job", "JobStatus", "PredictResult", "RenderResult", "load_public_key",
+           "load_key_pair"]
 
 ProgressCallback = Callable[[int, int, "np.ndarray | None"], None]
 _TERMINAL = (JobState.DONE.value, JobState.FAILED.value, JobState.CANCELLED.value)
@@ -112,13 +116,25 @@ class PredictResult:
         np.savez_compressed(path, **arrays)
 
 
+@dataclass
+class RenderResult:
+    """Rendered frames of a render job."""
+
+    frames: np.ndarray  # uint8 (N, H, W, 3), row 0 the top
+    fps: float
+    renderer: str
+    meta: dict[str, Any] = field(default_factory=dict)
+    elapsed_s: float = 0.0
+    job_id: str = ""
+
+
 @dataclass(frozen=True)
 class JobStatus:
     state: str  # queued / running / done / failed / cancelled
     progress: float  # 0..1
     step: int
     total: int
-    result: PredictResult | None = None
+    result: PredictResult | RenderResult | None = None
     error: BackendError | None = None
     preview: np.ndarray | None = None
     queue_position: int | None = None
@@ -129,12 +145,13 @@ class JobStatus:
 
 
 class Job:
-    """One predict request. ``poll()`` never blocks; ``wait()`` does."""
+    """One predict or render request (``kind``). ``poll()`` never blocks; ``wait()`` does."""
 
     def __init__(self, client: "BackendClient", job_id: str, on_progress: ProgressCallback | None,
-                 deadline: float | None) -> None:
+                 deadline: float | None, kind: str = "predict") -> None:
         self._client = client
         self.id = job_id
+        self.kind = kind
         self.on_progress = on_progress
         self.deadline = deadline
         self.state = JobState.QUEUED.value
@@ -142,7 +159,7 @@ class Job:
         self.total = 0
         self.queue_position: int | None = None
         self.preview: np.ndarray | None = None
-        self.result: PredictResult | None = None
+        self.result: PredictResult | RenderResult | None = None
         self.error: BackendError | None = None
         self.cancel_reason: str | None = None
         self.cancel_requested = False
@@ -174,7 +191,7 @@ class Job:
         self.cancel_requested = True
         self._client._send_quiet({"op": Op.CANCEL.value, "id": self.id})
 
-    def wait(self, timeout: float | None = None) -> PredictResult:
+    def wait(self, timeout: float | None = None) -> PredictResult | RenderResult:
         """Block until the job ends; returns the result or raises ``BackendError``."""
         end = None if timeout is None else time.monotonic() + timeout
         while not self.done:
@@ -210,6 +227,22 @@ class Job:
                 self.preview = np.array(arrays["preview"])
             if self.on_progress is not None:
                 self.on_progress(self.step, self.total, self.preview)
+        elif op == Reply.RESULT.value and self.kind == "render":
+            frames = arrays.get("frames")
+            if frames is None or frames.dtype != np.uint8 or frames.ndim != 4:
+                self._fail(BackendError(ErrorCode.INTERNAL_ERROR, "render result without uint8 'frames'", job_id=self.id))
+                return
+            self.result = RenderResult(
+                frames=np.array(frames),
+                fps=float(header.get("fps", 30.0)),
+                renderer=str(header.get("renderer", "")),
+                meta=header.get("meta") if isinstance(header.get("meta"), dict) else {},
+                elapsed_s=float(header.get("elapsed_s", 0.0)),
+                job_id=self.id,
+            )
+            if self.total:
+                self.step = self.total
+            self.state = JobState.DONE.value
         elif op == Reply.RESULT.value:
             if "S" not in arrays:
                 self._fail(BackendError(ErrorCode.INTERNAL_ERROR, "result without the array 'S'", job_id=self.id))
@@ -443,6 +476,53 @@ class BackendClient:
                 **options) -> PredictResult:
         """Blocking predict: returns the ``PredictResult`` or raises ``BackendError``."""
         job = self.submit(image, progress=progress, timeout=timeout, **options)
+        try:
+            return job.wait()
+        except BaseException:
+            job.cancel()
+            raise
+
+    def submit_render(self, image: np.ndarray, S: np.ndarray, *, frames: int | None = None, fps: float | None = None,
+                      loop: bool = False, magnify: float | None = None, speed: float | None = None,
+                      renderer: str | None = None, coords: np.ndarray | None = None,
+                      volume_fps: float | None = None, volume_num_frames: int | None = None,
+                      progress: ProgressCallback | None = None, timeout: float | None = None,
+                      job_id: str | None = None) -> Job:
+        """Send a render request; returns a ``Job`` at once (its result a ``RenderResult``).
+
+        ``image``: the photo as for ``submit`` (the frames have its size); ``S``: the spectral
+        volume (K, 2, h, w), resampled by the backend to the photo's size if it differs. Either
+        ``frames`` (+ ``fps``, ``speed``, ``loop``: the backend times the clip) or ``coords``
+        (frames, K) complex: the modal coordinates of each frame, D = magnify * Re(sum_k S_k q_k).
+        ``volume_fps`` / ``volume_num_frames``: the volume's own clock (default 30 / 150)."""
+        img = np.asarray(image)
+        if img.dtype != np.uint8:
+            if img.dtype.kind not in "fiu":
+                raise TypeError(f"image must be uint8 or float, got {img.dtype}")
+            img = img.astype(np.float32)
+        options: dict[str, Any] = {}
+        for name, value, cast in (("frames", frames, int), ("fps", fps, float), ("magnify", magnify, float),
+                                  ("speed", speed, float), ("renderer", renderer, str),
+                                  ("volume_fps", volume_fps, float), ("volume_num_frames", volume_num_frames, int)):
+            if value is not None:
+                options[name] = cast(value)
+        if loop:
+            options["loop"] = True
+        arrays = {"image": img, "S": np.asarray(S, dtype=np.complex64)}
+        if coords is not None:
+            arrays["coords"] = np.asarray(coords, dtype=np.complex64)
+        job_id = job_id or self._new_id("render")
+        job = Job(self, job_id, progress, None if timeout is None else time.monotonic() + float(timeout), kind="render")
+        self._send({"op": Op.RENDER.value, "id": job_id, "options": options}, arrays)
+        self._jobs[job_id] = job
+        if self._last_ping == 0.0:
+            self._last_ping = time.monotonic()
+        return job
+
+    def render_frames(self, image: np.ndarray, S: np.ndarray, *, progress: ProgressCallback | None = None,
+                      timeout: float | None = None, **options) -> RenderResult:
+        """Blocking render: returns the ``RenderResult`` or raises ``BackendError`` (see ``submit_render``)."""
+        job = self.submit_render(image, S, progress=progress, timeout=timeout, **options)
         try:
             return job.wait()
         except BaseException:

@@ -9,6 +9,8 @@ specified in ``docs/protocol.md``; this module is its executable form:
 * ``ProtocolError``: a violation, carrying the code, message, hint and the request id (if known)
 * ``validate_request(header)``: common + per-op header checks (no array checks, see ``codec``)
 * ``parse_predict(header, arrays, limits, samplers)``: the image and ``PredictOptions``
+* ``parse_render(header, arrays, limits, renderers)``: image, volume, optional coordinates and
+  ``RenderOptions``
 * ``image_to_rgb_uint8``: the one conversion of an accepted image to (H, W, 3) uint8
 """
 
@@ -39,6 +41,9 @@ __all__ = [
     "PredictOptions",
     "validate_request",
     "parse_predict",
+    "RenderOptions",
+    "parse_render",
+    "RENDER_OPTION_NAMES",
     "image_to_rgb_uint8",
     "error_header",
     "check_error_header",
@@ -59,6 +64,10 @@ MAX_HEARTBEAT_TIMEOUT_S = 3600.0
 MAX_SEED = 2**63 - 1
 MAX_GUIDANCE = 100.0
 MAX_LOOP_FRAMES = 100_000
+MAX_RENDER_FPS = 1000.0
+MAX_SPEED = 100.0
+MIN_SPEED = 0.01
+MAX_MAGNIFY = 100.0
 IMAGE_DTYPES = ("uint8", "float32")
 IMAGE_CHANNELS = (1, 3, 4)
 
@@ -70,6 +79,7 @@ class Op(str, Enum):
     PING = "ping"
     STATUS = "status"
     PREDICT = "predict"
+    RENDER = "render"
     CANCEL = "cancel"
     BYE = "bye"
 
@@ -142,7 +152,7 @@ DEFAULT_HINTS: dict[ErrorCode, str] = {
         "(the reply lists the versions this backend supports)"
     ),
     ErrorCode.BAD_HEADER: "fix the header field named in the message (docs/protocol.md lists every field)",
-    ErrorCode.UNKNOWN_OP: "use one of the ops hello, ping, status, predict, cancel, bye",
+    ErrorCode.UNKNOWN_OP: "use one of the ops hello, ping, status, predict, render, cancel, bye",
     ErrorCode.BAD_ARRAY: (
         "every buffer must be raw little-endian C-order data of exactly prod(shape) * itemsize bytes, "
         "with one {name, dtype, shape} entry in header.arrays per buffer frame"
@@ -151,13 +161,13 @@ DEFAULT_HINTS: dict[ErrorCode, str] = {
         "send the photo as an 'image' array of shape (H, W, 3) (or 4 / 1 channels), uint8 0-255 or "
         "float32 0-1, with no NaN or Inf"
     ),
-    ErrorCode.BAD_OPTION: "fix the predict option named in the message; the hello reply lists the limits",
+    ErrorCode.BAD_OPTION: "fix the option named in the message; the hello reply lists the limits",
     ErrorCode.TOO_LARGE: (
         "downscale the photo or ask for a smaller output size; the hello reply lists the limits and the "
         "backend's --max-* flags raise them"
     ),
     ErrorCode.QUEUE_FULL: "the backend is busy: wait for running jobs to finish or cancel some, then try again",
-    ErrorCode.DUPLICATE_JOB: "use a new id for every predict request",
+    ErrorCode.DUPLICATE_JOB: "use a new id for every predict or render request",
     ErrorCode.UNKNOWN_JOB: "the job already finished, was cancelled, or was never submitted on this connection",
     ErrorCode.OUT_OF_MEMORY: (
         "the device ran out of memory: ask for a smaller output size, run fewer jobs at once, or "
@@ -286,9 +296,9 @@ def validate_request(header: Mapping[str, Any]) -> Op:
         client = header.get("client")
         if client is not None and not isinstance(client, dict):
             raise ProtocolError(ErrorCode.BAD_HEADER, "'client' must be an object", request_id=request_id)
-    if op_enum is not Op.PREDICT and header.get("arrays"):
+    if op_enum not in (Op.PREDICT, Op.RENDER) and header.get("arrays"):
         raise ProtocolError(ErrorCode.BAD_ARRAY, f"{op} takes no arrays", request_id=request_id)
-    if op_enum is Op.PREDICT:
+    if op_enum in (Op.PREDICT, Op.RENDER):
         options = header.get("options")
         if options is not None and not isinstance(options, dict):
             raise ProtocolError(ErrorCode.BAD_HEADER, "'options' must be an object", request_id=request_id)
@@ -427,3 +437,146 @@ def image_to_rgb_uint8(image: np.ndarray) -> np.ndarray:
     elif a.shape[2] == 4:
         a = a[:, :, :3]
     return np.ascontiguousarray(a)
+
+
+# -- render -------------------------------------------------------------------------------------
+
+RENDER_OPTION_NAMES = ("frames", "fps", "loop", "magnify", "speed", "renderer", "volume_fps", "volume_num_frames")
+RENDER_ARRAYS = ("image", "S", "coords")
+_VOLUME_HINT = ("send the motion as 'S', complex64 (K, 2, H, W) with (x, y) displacements in pixels, and optionally "
+                "'coords', complex64 (frames, K); see docs/protocol.md, render")
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    """Validated render options. ``frames`` is the clip length (with ``coords``: their row count);
+    ``renderer`` None means the server's default."""
+
+    frames: int
+    fps: float = 30.0
+    loop: bool = False
+    magnify: float = 1.0
+    speed: float = 1.0
+    renderer: str | None = None
+    volume_fps: float = 30.0
+    volume_num_frames: int = 150
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _number_option(options: Mapping[str, Any], name: str, default: float, lo: float, hi: float,
+                   request_id: str | None, *, open_low: bool = False) -> float:
+    value = options.get(name)
+    if value is None:
+        return default
+    ok = _is_number(value) and (lo < value if open_low else lo <= value) and value <= hi
+    if not ok:
+        bound = f"above {lo:g}" if open_low else f"from {lo:g}"
+        raise _bad_option(f"'{name}' must be a number {bound} to {hi:g}, got {value!r:.40}", request_id)
+    return float(value)
+
+
+def check_volume(S: np.ndarray, limits: Any, num_frames: int, request_id: str | None = None) -> None:
+    """A render request's spectral volume: complex64 (K, 2, h, w), 1 <= K <= num_frames // 2, h * w
+    within ``max_output_pixels``, finite."""
+    if S.dtype.name != "complex64" or S.ndim != 4 or S.shape[1] != 2:
+        raise ProtocolError(ErrorCode.BAD_ARRAY, f"'S' must be complex64 of shape (K, 2, H, W), got {S.dtype.name} "
+                            f"{list(S.shape)}", _VOLUME_HINT, request_id=request_id)
+    K, _, h, w = S.shape
+    if not 1 <= K <= num_frames // 2:
+        raise ProtocolError(ErrorCode.BAD_ARRAY, f"'S' has {K} frequencies; 1 to {num_frames // 2} fit a "
+                            f"{num_frames}-frame volume", _VOLUME_HINT, request_id=request_id)
+    if min(h, w) < limits.min_output_side:
+        raise ProtocolError(ErrorCode.BAD_ARRAY, f"'S' is {w} x {h}: sides must be at least {limits.min_output_side}",
+                            request_id=request_id)
+    if h * w > limits.max_output_pixels:
+        raise ProtocolError(ErrorCode.TOO_LARGE, f"'S' is {w} x {h} = {w * h} pixels, over the limit of "
+                            f"{limits.max_output_pixels}", request_id=request_id)
+    bad = int(np.count_nonzero(~np.isfinite(S)))
+    if bad:
+        raise ProtocolError(ErrorCode.BAD_ARRAY, f"'S' contains {bad} NaN or Inf values", _VOLUME_HINT,
+                            request_id=request_id)
+
+
+def parse_render_options(options: Mapping[str, Any] | None, limits: Any, renderers: tuple[str, ...] | list[str] = (),
+                         coord_frames: int | None = None, request_id: str | None = None) -> RenderOptions:
+    """``header.options`` of a render request -> ``RenderOptions``; ``limits`` needs ``max_render_frames``.
+    ``coord_frames``: the row count of a ``coords`` array, which fixes the frame count."""
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(RENDER_OPTION_NAMES))
+    if unknown:
+        raise _bad_option(f"unknown render option(s) {unknown[:5]}; known: {list(RENDER_OPTION_NAMES)}", request_id)
+    frames = options.get("frames")
+    if frames is None and coord_frames is None:
+        raise _bad_option("'frames' (how many frames to render) is required without a 'coords' array", request_id)
+    if frames is not None and (not _is_int(frames) or not 1 <= frames <= limits.max_render_frames):
+        raise _bad_option(f"'frames' must be an integer from 1 to {limits.max_render_frames}, got {frames!r:.40}",
+                          request_id)
+    if coord_frames is not None:
+        if frames is not None and frames != coord_frames:
+            raise _bad_option(f"'frames' is {frames} but 'coords' has {coord_frames} rows", request_id)
+        frames = coord_frames
+    fps = _number_option(options, "fps", 30.0, 0.0, MAX_RENDER_FPS, request_id, open_low=True)
+    speed = _number_option(options, "speed", 1.0, MIN_SPEED, MAX_SPEED, request_id)
+    magnify = _number_option(options, "magnify", 1.0, -MAX_MAGNIFY, MAX_MAGNIFY, request_id)
+    volume_fps = _number_option(options, "volume_fps", 30.0, 0.0, MAX_RENDER_FPS, request_id, open_low=True)
+    loop = options.get("loop", False)
+    if not isinstance(loop, bool):
+        raise _bad_option(f"'loop' must be true or false, got {loop!r:.40}", request_id)
+    if loop and coord_frames is not None:
+        raise _bad_option("'loop' cannot be combined with 'coords' (the coordinates already say the timing)", request_id)
+    vnf = options.get("volume_num_frames", 150)
+    if vnf is None:
+        vnf = 150
+    if not _is_int(vnf) or not 2 <= vnf <= MAX_LOOP_FRAMES:
+        raise _bad_option(f"'volume_num_frames' must be an integer from 2 to {MAX_LOOP_FRAMES}, got {vnf!r:.40}",
+                          request_id)
+    renderer = options.get("renderer")
+    if renderer is not None and (not isinstance(renderer, str) or (renderers and renderer not in renderers)):
+        raise _bad_option(f"'renderer' must be null or one of {list(renderers)}, got {renderer!r:.40}", request_id)
+    if loop and frames * speed * volume_fps / fps < 2:
+        raise _bad_option(f"a loop of {frames} frames at {fps:g} fps and speed {speed:g} lasts under 2 motion frames; "
+                          "render more frames", request_id)
+    return RenderOptions(frames=frames, fps=fps, loop=loop, magnify=magnify, speed=speed, renderer=renderer,
+                         volume_fps=volume_fps, volume_num_frames=vnf)
+
+
+def parse_render(header: Mapping[str, Any], arrays: Mapping[str, np.ndarray], limits: Any,
+                 renderers: tuple[str, ...] | list[str] = ()) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, RenderOptions]:
+    """Validate a render request; returns (image as received, S, coords or None, options).
+
+    ``limits`` needs the predict image / output limits plus ``max_render_frames`` and
+    ``max_render_pixels`` (frames x image pixels: the size of the reply). Raises ``ProtocolError``."""
+    request_id = header.get("id")
+    names = set(arrays)
+    if not {"image", "S"} <= names or not names <= set(RENDER_ARRAYS):
+        raise ProtocolError(ErrorCode.BAD_ARRAY, f"render takes the arrays 'image' and 'S' and optionally 'coords', "
+                            f"got {sorted(names)[:5]}", _VOLUME_HINT, request_id=request_id)
+    image = arrays["image"]
+    check_image(image, limits, request_id)
+    coords = arrays.get("coords")
+    coord_frames = None
+    if coords is not None:
+        if coords.dtype.name != "complex64" or coords.ndim != 2:
+            raise ProtocolError(ErrorCode.BAD_ARRAY, f"'coords' must be complex64 of shape (frames, K), got "
+                                f"{coords.dtype.name} {list(coords.shape)}", _VOLUME_HINT, request_id=request_id)
+        if not 1 <= coords.shape[0] <= limits.max_render_frames:
+            raise _bad_option(f"'coords' must have 1 to {limits.max_render_frames} rows (frames), got {coords.shape[0]}",
+                              request_id)
+        if not np.all(np.isfinite(coords)):
+            raise ProtocolError(ErrorCode.BAD_ARRAY, "'coords' contains NaN or Inf values", _VOLUME_HINT,
+                                request_id=request_id)
+        coord_frames = int(coords.shape[0])
+    options = parse_render_options(header.get("options"), limits, renderers, coord_frames, request_id)
+    S = arrays["S"]
+    check_volume(S, limits, options.volume_num_frames, request_id)
+    if coords is not None and coords.shape[1] != S.shape[0]:
+        raise ProtocolError(ErrorCode.BAD_ARRAY, f"'coords' has {coords.shape[1]} columns but 'S' has {S.shape[0]} "
+                            "frequencies", _VOLUME_HINT, request_id=request_id)
+    h, w = image.shape[:2]
+    if options.frames * h * w > limits.max_render_pixels:
+        raise ProtocolError(ErrorCode.TOO_LARGE, f"{options.frames} frames of {w} x {h} are "
+                            f"{options.frames * h * w} pixels, over the limit of {limits.max_render_pixels}",
+                            request_id=request_id)
+    return image, S, coords, options

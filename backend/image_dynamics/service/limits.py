@@ -12,6 +12,9 @@ Defaults and why:
 * ``max_queue`` 64 jobs waiting in all, ``max_jobs_per_client`` 32 (queued + running), so one
   client cannot starve the others; ``max_clients`` 256 tracked connections.
 * ``max_steps`` 1000 sampling steps (the schedule has 1000 timesteps).
+* ``max_render_frames`` 3000 (100 s at 30 fps) and ``max_render_pixels`` 67,108,864 frame pixels
+  a render job (frames x width x height): the reply is 3 bytes a pixel, so at most 192 MiB, and
+  the displacements the renderer holds meanwhile 8 bytes a pixel (512 MiB).
 * ``default_heartbeat_timeout_s`` 60: a client that never declared one (in hello) and has been
   silent for a minute is taken as gone.
 """
@@ -38,6 +41,8 @@ class Limits:
     max_jobs_per_client: int = 32
     max_clients: int = 256
     max_steps: int = 1000
+    max_render_frames: int = 3000
+    max_render_pixels: int = 64 * 1024 * 1024
     max_batch: int = 8
     default_heartbeat_timeout_s: float = 60.0
 

@@ -5,8 +5,9 @@ Threads and sockets (zmq sockets are not thread-safe, so each lives in one threa
 * main thread - owns the ROUTER socket. Decodes and validates every request, answers hello /
   ping / status / cancel / bye at once, queues predict jobs, tracks clients by their ZeroMQ
   routing identity, expires silent clients, and sends every reply and event.
-* worker threads - take jobs (grouped by ``PredictOptions.batch_key`` up to the engine's
-  ``max_batch``) from the queue and run the engine. One thread, unless the engine says it can run
+* worker threads - take jobs (predict jobs grouped by ``PredictOptions.batch_key`` up to the
+  engine's ``max_batch``; a render job alone) from the queue and run the engine, or for render
+  jobs the ``FrameService`` (``rendering.py``). One thread, unless the engine says it can run
   more jobs at once (``engine.concurrency``, e.g. one per Ray Serve replica): then that many
   threads take jobs from the same FIFO queue. They never touch the ROUTER: their events
   (started / progress / done / cancelled / failed) go into a ``queue.SimpleQueue`` and a one-byte
@@ -49,14 +50,17 @@ from ..protocol.messages import (
     Op,
     PredictOptions,
     ProtocolError,
+    RenderOptions,
     Reply,
     error_header,
     image_to_rgb_uint8,
     parse_predict,
+    parse_render,
     validate_request,
 )
 from .engine import EngineJob, EngineOutOfMemory, JobCancelled, MotionEngine
 from .limits import Limits
+from .rendering import FrameService
 from .security import BindAddress, CurveSetup
 
 __all__ = ["Server"]
@@ -71,13 +75,21 @@ class _Job:
     identity: bytes
     id: str
     image: np.ndarray
-    options: PredictOptions
+    options: PredictOptions | RenderOptions
     submitted: float
     cancel: threading.Event = field(default_factory=threading.Event)
     cancel_reason: str = CancelReason.CLIENT.value
     state: str = JobState.QUEUED.value
     started: float = 0.0
     step: int = 0
+    kind: str = Op.PREDICT.value  # or "render", which also carries:
+    volume: np.ndarray | None = None  # S (K, 2, h, w)
+    coords: np.ndarray | None = None  # (frames, K) modal coordinates, if the client sent them
+
+    @property
+    def total(self) -> int | None:
+        """Steps of a render job (its frames); None for predict (the engine's default steps apply)."""
+        return self.options.frames if isinstance(self.options, RenderOptions) else None
 
 
 @dataclass(eq=False)
@@ -114,6 +126,7 @@ class Server:
         self.endpoint: str | None = None
         self.engine: MotionEngine | None = None
         self.engine_info: dict[str, Any] = {}
+        self.frames: FrameService | None = None
         self._clients: dict[bytes, _Client] = {}
         self._queue: collections.deque[_Job] = collections.deque()
         self._running: dict[tuple[bytes, str], _Job] = {}
@@ -148,9 +161,10 @@ class Server:
         self._stop.set()
 
     # -- main loop --------------------------------------------------------------------------------
-    def serve(self, engine: MotionEngine, *, install_signals: bool = True) -> None:
+    def serve(self, engine: MotionEngine, *, install_signals: bool = True, frames: FrameService | None = None) -> None:
         self.engine = engine
         self.engine_info = dict(engine.info())
+        self.frames = frames if frames is not None else FrameService(device=str(self.engine_info.get("device", "cpu")))
         previous = {}
         if install_signals and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -348,6 +362,8 @@ class Server:
             op = validate_request(msg.header)
             if op is Op.PREDICT:
                 self._on_predict(client, msg.header, msg.arrays)
+            elif op is Op.RENDER:
+                self._on_render(client, msg.header, msg.arrays)
             elif op is Op.HELLO:
                 self._on_hello(client, msg.header)
             elif op is Op.PING:
@@ -384,6 +400,7 @@ class Server:
             "engine": self.engine_info.get("engine", "unknown"),
             "batching": {"max_batch": min(int(self.engine_info.get("max_batch", 1)), self.limits.max_batch)},
             "limits": self.limits.to_wire(),
+            "rendering": self.frames.info() if self.frames is not None else None,
             "heartbeat_timeout_s": client.heartbeat_timeout,
             "security": {"curve": self.curve is not None},
         })
@@ -401,7 +418,7 @@ class Server:
             "running": running,
             "clients": len(self._clients),
             "jobs_in_flight": sum(len(c.jobs) for c in self._clients.values()),
-            "your_jobs": [{"id": j.id, "state": j.state} for j in client.jobs.values()],
+            "your_jobs": [{"id": j.id, "state": j.state, "kind": j.kind} for j in client.jobs.values()],
             "completed": self.stats["completed"],
             "failed": self.stats["failed"],
             "cancelled": self.stats["cancelled"],
@@ -414,18 +431,34 @@ class Server:
                                 request_id=header["id"])
         self._cancel_job(job, CancelReason.CLIENT.value)
 
-    def _on_predict(self, client: _Client, header: dict, arrays: dict) -> None:
-        rid = header["id"]
+    def _check_admission(self, client: _Client, rid: str) -> None:
         if self._stop.is_set():
             raise ProtocolError(ErrorCode.SHUTTING_DOWN, "the backend is shutting down", request_id=rid)
         if rid in client.jobs:
             raise ProtocolError(ErrorCode.DUPLICATE_JOB, f"job {rid!r} is already in flight", request_id=rid)
+
+    def _on_predict(self, client: _Client, header: dict, arrays: dict) -> None:
+        rid = header["id"]
+        self._check_admission(client, rid)
         image, options = parse_predict(header, arrays, self.limits, self.engine_info.get("samplers", ()))
+        self._enqueue(client, _Job(client.identity, rid, image_to_rgb_uint8(image), options, time.monotonic()))
+
+    def _on_render(self, client: _Client, header: dict, arrays: dict) -> None:
+        rid = header["id"]
+        self._check_admission(client, rid)
+        renderers = self.frames.renderers if self.frames is not None else ()
+        image, S, coords, options = parse_render(header, arrays, self.limits, renderers)
+        # copies: the received buffers belong to the message, the job outlives it
+        job = _Job(client.identity, rid, image_to_rgb_uint8(image), options, time.monotonic(), kind=Op.RENDER.value,
+                   volume=np.array(S), coords=None if coords is None else np.array(coords))
+        self._enqueue(client, job)
+
+    def _enqueue(self, client: _Client, job: _Job) -> None:
+        rid = job.id
         if len(client.jobs) >= self.limits.max_jobs_per_client:
             raise ProtocolError(ErrorCode.QUEUE_FULL,
                                 f"this connection already has {len(client.jobs)} jobs in flight (limit "
                                 f"{self.limits.max_jobs_per_client})", request_id=rid)
-        job = _Job(client.identity, rid, image_to_rgb_uint8(image), options, time.monotonic())
         with self._cv:
             if len(self._queue) >= self.limits.max_queue:
                 raise ProtocolError(ErrorCode.QUEUE_FULL,
@@ -442,13 +475,15 @@ class Server:
     def _take_batch(self) -> list[_Job]:
         first = self._queue.popleft()
         batch = [first]
+        if first.kind == Op.RENDER.value:  # rendered alone, by the FrameService
+            return batch
         cap = min(int(getattr(self.engine, "max_batch", 1)), self.limits.max_batch)
         if cap > 1:
             key = first.options.batch_key()
             for job in list(self._queue):
                 if len(batch) >= cap:
                     break
-                if job.options.batch_key() == key:
+                if job.kind == Op.PREDICT.value and job.options.batch_key() == key:
                     self._queue.remove(job)
                     batch.append(job)
         return batch
@@ -486,7 +521,35 @@ class Server:
         finally:
             push.close(linger=0)
 
+    def _run_render(self, job: _Job, push: zmq.Socket) -> None:
+        self._post(push, "started", job)
+
+        def progress(step, total, preview):
+            job.step = step
+            self._post(push, "progress", job, step, total, preview)
+
+        assert self.frames is not None
+        try:
+            outcome: Any = self.frames.render(job.image, job.volume, job.coords, job.options, progress,
+                                              job.cancel.is_set)
+        except Exception as exc:
+            outcome = exc
+        job.image, job.volume, job.coords = np.empty((0, 0, 3), np.uint8), None, None  # free the inputs now
+        if isinstance(outcome, JobCancelled) or (isinstance(outcome, BaseException) and job.cancel.is_set()):
+            self._post(push, "cancelled", job)
+        elif isinstance(outcome, EngineOutOfMemory):
+            self._post(push, "failed", job, ErrorCode.OUT_OF_MEMORY, f"out of memory: {outcome}")
+        elif isinstance(outcome, BaseException):
+            log.error("render job %s failed: %s", job.id, "".join(traceback.format_exception(outcome)).strip())
+            self._post(push, "failed", job, ErrorCode.INTERNAL_ERROR,
+                       f"rendering failed: {type(outcome).__name__}: {str(outcome)[:300]}")
+        else:
+            self._post(push, "done", job, outcome[0], outcome[1])
+
     def _run_batch(self, batch: list[_Job], push: zmq.Socket) -> None:
+        if batch[0].kind == Op.RENDER.value:
+            self._run_render(batch[0], push)
+            return
         engine_jobs = []
         for job in batch:
             self._post(push, "started", job)
@@ -545,14 +608,16 @@ class Server:
                 return
             kind, job = event[0], event[1]
             if kind == "started":
-                total = job.options.steps or int(self.engine_info.get("default_steps", 0))
+                total = job.total or job.options.steps or int(self.engine_info.get("default_steps", 0))
                 self._send_progress(job, 0, total, None)
             elif kind == "progress":
                 self._send_progress(job, event[2], event[3], event[4])
             else:
                 with self._cv:
                     self._running.pop((job.identity, job.id), None)
-                if kind == "done":
+                if kind == "done" and job.kind == Op.RENDER.value:
+                    self._finish_render(job, event[2], event[3])
+                elif kind == "done":
                     self._finish_done(job, event[2], event[3] if len(event) > 3 else None)
                 elif kind == "cancelled":
                     self._finish_cancelled(job, job.cancel_reason)
@@ -613,6 +678,23 @@ class Server:
             "queued_s": round(job.started - job.submitted, 4),
         }
         self._send(job.identity, header, {"S": S})
+
+    def _finish_render(self, job: _Job, frames: np.ndarray, meta: dict) -> None:
+        self.stats["completed"] += 1
+        client = self._forget(job)
+        if client is None:
+            return
+        now = time.monotonic()
+        header = {
+            "op": Reply.RESULT.value,
+            "id": job.id,
+            "fps": job.options.fps,
+            "renderer": meta.get("renderer", ""),
+            "meta": meta,
+            "elapsed_s": round(now - job.started, 4),
+            "queued_s": round(job.started - job.submitted, 4),
+        }
+        self._send(job.identity, header, {"frames": frames})
 
     def _finish_cancelled(self, job: _Job, reason: str, *, notify: bool = True) -> None:
         self.stats["cancelled"] += 1

@@ -1,0 +1,249 @@
+"""Frames rendered by the backend, used as the plane's texture (an image sequence).
+
+For shots where the deformed mesh stretches, the backend's image-based renderer (``render`` op)
+draws the photo's frames instead. ``submit_render`` sends the plane's photo, its spectral volume
+and the modal coordinates of every scene frame - read back from the keyframed modifier inputs, so
+the frames show exactly the motion the mesh shows (loop, pokes and wind), times the modifier's
+Magnify - and returns at once. ``poll_renders()`` is the one poll step (a ``bpy.app.timers``
+function calls it; tests call it directly). When frames arrive they are written as PNGs into a
+new folder next to the .blend (``//image_dynamics_frames/``; a temporary folder for an unsaved
+file; never the extension's folder), loaded as an image sequence on the plane's Image Texture
+node (frame_start = the scene's first frame, cyclic), and the Geometry Nodes displacement is
+switched off so the motion is not shown twice. Nothing touches the scene before that, so a
+failed or cancelled render leaves it exactly as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+import bpy
+import numpy as np
+
+from . import geometry_nodes as gn
+from . import keyframes, motion, prediction
+from .core import errors, png
+from .preferences import get_prefs
+
+POLL_INTERVAL = 0.2
+FRAMES_FOLDER = "image_dynamics_frames"
+FRAME_PATTERN = "frame_{:04d}.png"  # Blender reads the number as the sequence frame (1 = first)
+SEQUENCE_TAG = "image_dynamics_frames"  # custom property on the images this module makes
+
+RENDERS: dict[str, "PendingRender"] = {}
+MESSAGES: dict[str, tuple[str, str]] = {}
+
+
+@dataclass
+class PendingRender:
+    object_name: str
+    job: object
+    address: str
+    frame_start: int
+    frames: int
+    started: float = field(default_factory=time.monotonic)
+    progress: float = 0.0
+    state: str = "queued"
+
+
+def plane_coordinates(obj, frames: np.ndarray) -> np.ndarray:
+    """(N, K) complex64 modal coordinates at scene ``frames``: the keyframed modifier inputs (or
+    their static values), times Magnify (evaluated per frame too, it may be animated)."""
+    mod = gn.find_modifier(obj)
+    if mod is None or mod.node_group is None:
+        raise prediction.PredictionError("no_motion", f"{obj.name} has no motion modifier: import or predict motion.")
+    ids = gn.input_identifiers(mod.node_group)
+    K = int(obj.image_dynamics.num_modes)
+
+    def values(name: str) -> np.ndarray:
+        path = f'modifiers["{mod.name}"]["{ids[name]}"]'
+        fc = keyframes.find_fcurve(obj, path, 0)
+        if fc is None:
+            return np.full(frames.shape[0], float(mod[ids[name]]))
+        return np.array([fc.evaluate(float(f)) for f in frames])
+
+    q = np.zeros((frames.shape[0], K), np.complex128)
+    for k in range(K):
+        re_name, im_name = gn.coordinate_socket_names(k)[:2]
+        q[:, k] = values(re_name) + 1j * values(im_name)
+    return (q * values(gn.MAGNIFY)[:, None]).astype(np.complex64)
+
+
+def submit_render(obj, scene, renderer: str | None = None, prefs=None) -> PendingRender:
+    """Ask the backend for the plane's frames over the scene's frame range (scene untouched)."""
+    prefs = prefs or get_prefs()
+    if obj.name in RENDERS:
+        raise prediction.PredictionError("busy", f"Frames of {obj.name} are already being rendered.")
+    props = obj.image_dynamics
+    volume = motion.get_volume(obj)
+    if not props.is_plane or props.image is None or volume is None:
+        raise prediction.PredictionError("no_motion", f"{obj.name} needs a photo and motion first "
+                                                      "(predict or import motion).")
+    f0, f1 = int(scene.frame_start), int(scene.frame_end)
+    frames = np.arange(f0, f1 + 1, dtype=np.float64)
+    coords = plane_coordinates(obj, frames)
+    address = prediction.ensure_backend(prefs)
+    info = prediction.hello(address, prefs.timeout)
+    available = (info.get("rendering") or {}).get("renderers")
+    if not available:
+        raise prediction.PredictionError("unsupported", "This backend cannot render frames: update it.")
+    if renderer is not None and renderer not in available:
+        raise prediction.PredictionError("bad_option", f"The backend has no {renderer} renderer "
+                                                       f"(it offers {', '.join(available)}).")
+    photo = prediction.photo_pixels(props.image, prefs.max_photo_side)
+    client = prediction.get_client(address, prefs.timeout)
+    job = client.submit_render(photo, volume.S, coords=coords, fps=motion.scene_fps(scene), renderer=renderer,
+                               volume_fps=volume.fps, volume_num_frames=volume.num_frames)
+    pending = PendingRender(obj.name, job, address, f0, len(frames))
+    RENDERS[obj.name] = pending
+    MESSAGES[obj.name] = ("INFO", "Frames queued...")
+    return pending
+
+
+def output_folder(object_name: str) -> str:
+    """A new, empty folder for one render: next to the saved .blend, else in the temp folder."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", object_name).strip("._") or "plane"
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    if bpy.data.filepath:
+        root = os.path.join(os.path.dirname(os.path.abspath(bpy.data.filepath)), FRAMES_FOLDER)
+        os.makedirs(root, exist_ok=True)
+        return tempfile.mkdtemp(prefix=f"{safe}_{stamp}_", dir=root)
+    return tempfile.mkdtemp(prefix=f"{FRAMES_FOLDER}_{safe}_{stamp}_")
+
+
+def write_frames(frames: np.ndarray, folder: str) -> list[str]:
+    """uint8 (N, H, W, 3) top-first frames -> frame_0001.png ... in ``folder``."""
+    paths = []
+    for i, frame in enumerate(frames):
+        path = os.path.join(folder, FRAME_PATTERN.format(i + 1))
+        png.write_png(path, frame)
+        paths.append(path)
+    return paths
+
+
+def _texture_node(obj):
+    """The plane material's Image Texture node that shows the photo (or earlier frames)."""
+    photo = obj.image_dynamics.image
+    for slot in obj.material_slots:
+        mat = slot.material
+        if mat is None or mat.node_tree is None:
+            continue
+        for node in mat.node_tree.nodes:
+            if node.type == "TEX_IMAGE" and node.image is not None and (
+                    node.image == photo or node.image.get(SEQUENCE_TAG)):
+                return node
+    return None
+
+
+def apply_frames(obj, scene, frames: np.ndarray, frame_start: int) -> str:
+    """Write the frames and show them on the plane, all or nothing; returns the folder."""
+    node = _texture_node(obj)
+    if node is None:
+        raise RuntimeError(f"{obj.name}'s material has no Image Texture node showing its photo")
+    folder = output_folder(obj.name)
+    image = None
+    old_image = node.image
+    mod = gn.find_modifier(obj)
+    old_vis = (mod.show_viewport, mod.show_render) if mod is not None else None
+    try:
+        paths = write_frames(frames, folder)
+        image = bpy.data.images.load(paths[0], check_existing=False)
+        image.name = f"{obj.name} frames"
+        image.source = "SEQUENCE"
+        image[SEQUENCE_TAG] = True
+        node.image = image
+        user = node.image_user
+        user.frame_duration = len(paths)
+        user.frame_start = int(frame_start)
+        user.frame_offset = 0
+        user.use_cyclic = True  # past the range the clip repeats (a looping plane loops on)
+        user.use_auto_refresh = True
+        if mod is not None:  # the frames already move: a displaced mesh would show it twice
+            mod.show_viewport = False
+            mod.show_render = False
+    except BaseException:
+        node.image = old_image
+        if mod is not None and old_vis is not None:
+            mod.show_viewport, mod.show_render = old_vis
+        if image is not None:
+            bpy.data.images.remove(image)
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return folder
+
+
+def _finish(pending: PendingRender, level: str, text: str) -> None:
+    RENDERS.pop(pending.object_name, None)
+    MESSAGES[pending.object_name] = (level, text)
+
+
+def poll_renders() -> bool:
+    """One poll step for every render in flight. Returns True while any is still running."""
+    for pending in list(RENDERS.values()):
+        try:
+            status = pending.job.poll()
+        except Exception as exc:  # never let a poll step raise into a timer
+            _finish(pending, "ERROR", f"Lost the render: {exc}")
+            continue
+        pending.state = status.state
+        pending.progress = float(status.progress)
+        if status.state == "done":
+            obj = bpy.data.objects.get(pending.object_name)
+            if obj is None:
+                _finish(pending, "ERROR", "The plane was deleted while its frames were rendered; nothing was changed.")
+                continue
+            try:
+                folder = apply_frames(obj, bpy.context.scene, status.result.frames, pending.frame_start)
+            except Exception as exc:
+                _finish(pending, "ERROR", f"Could not use the rendered frames ({exc}); the scene was not changed.")
+                continue
+            n = status.result.frames.shape[0]
+            _finish(pending, "INFO", f"{n} frames ({status.result.renderer} renderer) in "
+                                     f"{time.monotonic() - pending.started:.1f} s, saved in {folder}.")
+        elif status.state == "failed":
+            code = getattr(status.error, "code", "internal_error")
+            text = errors.describe_failure(code, getattr(status.error, "message", str(status.error)),
+                                           getattr(status.error, "hint", ""), pending.address)
+            _finish(pending, "ERROR", text + " The scene was not changed.")
+        elif status.state == "cancelled":
+            _finish(pending, "INFO", "Rendering cancelled; the scene was not changed.")
+    return bool(RENDERS)
+
+
+def cancel_render(object_name: str) -> bool:
+    """Cancel a render: the backend is told, the add-on forgets the job (the scene was never touched)."""
+    pending = RENDERS.pop(object_name, None)
+    if pending is None:
+        return False
+    try:
+        pending.job.cancel()
+    except Exception:
+        pass
+    MESSAGES[object_name] = ("INFO", "Rendering cancelled; the scene was not changed.")
+    return True
+
+
+def cancel_all() -> None:
+    for name in list(RENDERS):
+        cancel_render(name)
+
+
+def timer_step():
+    """The ``bpy.app.timers`` function: one poll step, a redraw, the next interval (or stop)."""
+    running = poll_renders()
+    wm = getattr(bpy.context, "window_manager", None)
+    for win in (wm.windows if wm is not None else ()):
+        for area in win.screen.areas:
+            if area.type == "VIEW_3D":
+                area.tag_redraw()
+    return POLL_INTERVAL if running else None
+
+
+def ensure_timer() -> None:
+    if not bpy.app.timers.is_registered(timer_step):
+        bpy.app.timers.register(timer_step, first_interval=POLL_INTERVAL)

@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
 # -- the product path -------------------------------------------------------------------------------
 
 def _model_folder(arg: str | None) -> Path:
-    from .predict import default_model_dir
+    from ..model.locate import default_model_dir
 
     folder = Path(arg).expanduser() if arg else default_model_dir()
     if not folder.is_dir():

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
+from ..model.locate import resolve_model_dir
 
 MIN_SIDE = 8  # pixels: smaller is not a photo
 MAX_SIDE = 30_000  # pixels per side
@@ -44,43 +45,7 @@ DEFAULT_LOOP_SECONDS = 3.0
 SUPPORTED = "PNG, JPEG, BMP, WebP or TIFF"
 
 
-# -- locating the model ------------------------------------------------------------------------------
-def default_model_dir() -> Path:
-    """``$IMAGE_DYNAMICS_MODEL``, else ``models/default`` of the package or of the repository.
-
-    The package lives at ``<repo>/backend/image_dynamics``; an installed copy may also carry
-    ``image_dynamics/models/default``. The first existing candidate wins; if none exists the
-    repository path is returned (and the caller says that no model is installed there).
-    """
-    env = os.environ.get("IMAGE_DYNAMICS_MODEL")
-    if env:
-        return Path(env).expanduser()
-    pkg = Path(__file__).resolve().parents[1]
-    candidates = [pkg / "models" / "default", pkg.parents[1] / "models" / "default", Path.cwd() / "models" / "default"]
-    for c in candidates:
-        if c.is_dir():
-            return c
-    return candidates[1]
-
-
-def resolve_model_dir(arg: str | None) -> Path:
-    """The model folder to use, or a ``UserError`` saying why there is none."""
-    from ..model.pipeline import CONFIG_NAME, SCALES_NAME, WEIGHTS_NAME
-
-    folder = Path(arg).expanduser() if arg else default_model_dir()
-    if not folder.is_dir():
-        if arg:
-            raise UserError(f"no model folder at {folder}", "pass --model with a folder written by the training scripts")
-        raise UserError(
-            f"no default model is installed (looked for {folder})",
-            "train one with `image-dynamics train` and save it to models/default "
-            "(or set IMAGE_DYNAMICS_MODEL / pass --model DIR)",
-        )
-    missing = [n for n in (CONFIG_NAME, WEIGHTS_NAME, SCALES_NAME) if not (folder / n).is_file()]
-    if missing:
-        raise UserError(f"{folder} is not a saved motion predictor ({', '.join(missing)} missing)",
-                        "pass --model with a folder written by save_pretrained / the training scripts")
-    return folder
+# The model folder rule lives in model/locate.py (the backend service uses it too).
 
 
 def default_threads(limit: int = 16) -> int:

@@ -165,12 +165,9 @@ def _ray_engine(args: argparse.Namespace):
     if args.engine not in ENGINES:  # pragma: no cover - argparse checks it
         raise UserError(f"unknown engine {args.engine!r}", f"choose one of: {', '.join(ENGINES)}")
     if args.model is None and args.tiny_model is None:
-        from ..service.engine import _default_model_folder
+        from ..model.locate import resolve_model_dir
 
-        args.model = _default_model_folder()
-        if args.model is None:
-            raise UserError("no model to serve",
-                            "pass --model FOLDER (the same path on every Ray node) or --tiny-model 0")
+        args.model = str(resolve_model_dir(None))  # Ray nodes need the same path: pass --model there
     for flag, value in (("--ray-replicas", args.ray_replicas), ("--ray-min-replicas", args.ray_min_replicas)):
         if value is not None and value < 1:
             raise UserError(f"{flag} must be at least 1, got {value}", f"pass {flag} N with N >= 1")

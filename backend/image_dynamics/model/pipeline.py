@@ -30,6 +30,7 @@ from ..motion.normalize import FrequencyScales, denormalize
 from ..motion.resample import resample_image, resample_volume
 from .config import ModelConfig
 from .image_encoder import ImageEncoder
+from .locate import CONFIG_NAME, SCALES_NAME, WEIGHTS_NAME
 from .loop_guidance import LoopGuidance
 from .samplers import SAMPLERS, cfg_model_fn
 from .schedule import NoiseSchedule, sampling_timesteps
@@ -38,9 +39,6 @@ from .vae import KLVAE
 
 __all__ = ["MotionPredictor", "CONFIG_NAME", "WEIGHTS_NAME", "SCALES_NAME"]
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-SCALES_NAME = "scales.json"
 _PARTS = ("vae", "image_encoder", "denoiser")
 
 

@@ -205,12 +205,6 @@ def _read_card(folder: Path) -> dict[str, Any]:
     return card
 
 
-def _default_model_folder() -> Path | None:
-    models = Path(__file__).resolve().parents[3] / "models"
-    found = sorted(p.parent for p in models.glob("*/config.json")) if models.is_dir() else []
-    return found[0] if len(found) == 1 else None
-
-
 def resolve_device(device: str) -> str:
     import torch
 
@@ -244,12 +238,9 @@ def create_engine(*, model: str | os.PathLike | None = None, tiny_model: int | N
         card = {"summary": (f"UNTRAINED TEST MODEL: the 'tiny' preset with random weights (seed {seed}). "
                             "Its motion is meaningless; it exists to test and demonstrate the plumbing.")}
         return TorchMotionEngine(predictor, name=f"tiny-untrained-seed{seed}", device=device, untrained=True, card=card)
-    folder = Path(model) if model is not None else _default_model_folder()
-    if folder is None:
-        raise UserError("no model to serve",
-                        "pass --model FOLDER (a saved motion predictor), or --tiny-model 0 for an untrained test model")
-    if not folder.is_dir():
-        raise UserError(f"model folder not found: {folder}", "pass --model FOLDER with config.json, model.safetensors, scales.json")
+    from ..model.locate import resolve_model_dir
+
+    folder = resolve_model_dir(model)  # --model, $IMAGE_DYNAMICS_MODEL or models/default
     try:
         predictor = MotionPredictor.from_pretrained(folder, device="cpu")
     except (FileNotFoundError, ValueError, KeyError, RuntimeError) as exc:

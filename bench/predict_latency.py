@@ -69,7 +69,8 @@ def main() -> int:
 
     import torch
 
-    from image_dynamics.commands.predict import default_model_dir, default_threads
+    from image_dynamics.commands.predict import default_threads
+    from image_dynamics.model.locate import default_model_dir
     from image_dynamics.model.onnx_engine import MANIFEST_NAME, OnnxMotionEngine, export_onnx, weights_digest
     from image_dynamics.model.pipeline import WEIGHTS_NAME, MotionPredictor
 

@@ -558,9 +558,9 @@ def test_engine_factory_loads_a_saved_model_folder(tmp_path, reference):
     S = engine.predict(image, PredictOptions(seed=4, steps=2, size=(16, 16)), lambda s, n, p: steps.append(s), lambda: False)
     np.testing.assert_array_equal(S, reference.predict(image, seed=4, steps=2, size=(16, 16)))
     assert steps == [1, 2]
-    with pytest.raises(UserError, match="not found"):
+    with pytest.raises(UserError, match="no model folder"):
         create_engine(model=tmp_path / "missing", device="cpu")
-    with pytest.raises(UserError, match="cannot load"):
+    with pytest.raises(UserError, match="not a saved motion predictor"):
         create_engine(model=tmp_path, device="cpu")  # a folder, but no model in it
     with pytest.raises(UserError, match="unknown engine"):
         create_engine(tiny_model=0, engine="tensorrt")

@@ -177,6 +177,33 @@ def apply_frames(obj, scene, frames: np.ndarray, frame_start: int) -> str:
     return folder
 
 
+def shows_frames(obj) -> bool:
+    """True while the plane shows backend-rendered frames instead of its displaced mesh."""
+    node = _texture_node(obj) if obj is not None and obj.type == "MESH" else None
+    return node is not None and bool(node.image.get(SEQUENCE_TAG))
+
+
+def restore_mesh_motion(obj) -> bool:
+    """Undo ``apply_frames``: the photo back on the texture node, the modal-sum modifier back on.
+
+    The frames' image datablock goes if nothing else uses it; the PNG files stay on disk (the user
+    may want them). Returns False if the plane was not showing frames.
+    """
+    if not shows_frames(obj):
+        return False
+    node = _texture_node(obj)
+    frames = node.image
+    node.image = obj.image_dynamics.image
+    mod = gn.find_modifier(obj)
+    if mod is not None:
+        mod.show_viewport = True
+        mod.show_render = True
+    if frames.users == 0:
+        bpy.data.images.remove(frames)
+    MESSAGES[obj.name] = ("INFO", "Back to the mesh motion; the rendered frames stay in their folder.")
+    return True
+
+
 def _finish(pending: PendingRender, level: str, text: str) -> None:
     RENDERS.pop(pending.object_name, None)
     MESSAGES[pending.object_name] = (level, text)

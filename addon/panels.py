@@ -226,6 +226,8 @@ def _draw_frame_render(layout, obj) -> None:
         box.operator("image_dynamics.cancel_render_frames", icon="CANCEL")
     else:
         box.operator("image_dynamics.render_frames", icon="RENDER_ANIMATION")
+        if frame_render.shows_frames(obj):
+            box.operator("image_dynamics.use_mesh_motion", icon="MESH_GRID")
     msg = frame_render.MESSAGES.get(obj.name)
     if msg is not None:
         for line in _wrap(msg[1], 48):

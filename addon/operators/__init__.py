@@ -20,6 +20,7 @@ from . import (
     test_connection,
     update_motion,
     use_active_plane,
+    use_mesh_motion,
 )
 
 _MODULES = (
@@ -40,6 +41,7 @@ _MODULES = (
     bake_cache,
     render_frames,
     cancel_render_frames,
+    use_mesh_motion,
 )
 
 classes = tuple(m.OPERATOR for m in _MODULES)

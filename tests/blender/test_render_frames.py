@@ -125,6 +125,15 @@ def test_frames_become_an_image_sequence_on_the_plane(addon, scene, backend, tmp
     # cyclic: the sequence repeats after its 24 frames
     assert _file_at(seq, user, 25) == _file_at(seq, user, 1)
 
+    # Back to Mesh Motion: the photo and the displacing modifier return, the PNGs stay on disk.
+    assert pkg.frame_render.shows_frames(obj)
+    seq_name = seq.name
+    assert bpy.ops.image_dynamics.use_mesh_motion() == {"FINISHED"}
+    assert _texture_node(obj).image == photo and not pkg.frame_render.shows_frames(obj)
+    assert mod.show_viewport and mod.show_render
+    assert seq_name not in bpy.data.images and len(list(folder.glob("*.png"))) == 24
+    assert bpy.ops.image_dynamics.use_mesh_motion.poll() is False
+
 
 def test_cancel_leaves_the_scene_unchanged(addon, scene, backend, tmp_path):
     bpy, pkg = addon

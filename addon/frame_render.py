@@ -27,13 +27,15 @@ import numpy as np
 
 from . import geometry_nodes as gn
 from . import keyframes, motion, prediction
-from .core import errors, png
+from .core import png
 from .preferences import get_prefs
 
 POLL_INTERVAL = 0.2
 FRAMES_FOLDER = "image_dynamics_frames"
 FRAME_PATTERN = "frame_{:04d}.png"  # Blender reads the number as the sequence frame (1 = first)
 SEQUENCE_TAG = "image_dynamics_frames"  # custom property on the images this module makes
+
+CANCELLED_MESSAGE = "Rendering cancelled; the scene was not changed."
 
 RENDERS: dict[str, "PendingRender"] = {}
 MESSAGES: dict[str, tuple[str, str]] = {}
@@ -233,26 +235,16 @@ def poll_renders() -> bool:
             _finish(pending, "INFO", f"{n} frames ({status.result.renderer} renderer) in "
                                      f"{time.monotonic() - pending.started:.1f} s, saved in {folder}.")
         elif status.state == "failed":
-            code = getattr(status.error, "code", "internal_error")
-            text = errors.describe_failure(code, getattr(status.error, "message", str(status.error)),
-                                           getattr(status.error, "hint", ""), pending.address)
+            _, text = prediction.failure_text(status.error, pending.address)
             _finish(pending, "ERROR", text + " The scene was not changed.")
         elif status.state == "cancelled":
-            _finish(pending, "INFO", "Rendering cancelled; the scene was not changed.")
+            _finish(pending, "INFO", CANCELLED_MESSAGE)
     return bool(RENDERS)
 
 
 def cancel_render(object_name: str) -> bool:
     """Cancel a render: the backend is told, the add-on forgets the job (the scene was never touched)."""
-    pending = RENDERS.pop(object_name, None)
-    if pending is None:
-        return False
-    try:
-        pending.job.cancel()
-    except Exception:
-        pass
-    MESSAGES[object_name] = ("INFO", "Rendering cancelled; the scene was not changed.")
-    return True
+    return prediction.cancel_job(RENDERS, MESSAGES, object_name, CANCELLED_MESSAGE)
 
 
 def cancel_all() -> None:
@@ -263,11 +255,7 @@ def cancel_all() -> None:
 def timer_step():
     """The ``bpy.app.timers`` function: one poll step, a redraw, the next interval (or stop)."""
     running = poll_renders()
-    wm = getattr(bpy.context, "window_manager", None)
-    for win in (wm.windows if wm is not None else ()):
-        for area in win.screen.areas:
-            if area.type == "VIEW_3D":
-                area.tag_redraw()
+    prediction.redraw(("VIEW_3D",))
     return POLL_INTERVAL if running else None
 
 

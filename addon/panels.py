@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import bpy
 
-from . import backend_process, geometry_nodes, prediction
+from . import backend_process, frame_render, geometry_nodes, prediction
+from .operators._common import active_plane, active_plane_with_motion
 from .preferences import effective_address, get_prefs
 
 
@@ -20,13 +21,6 @@ def _guard(draw):
             self.layout.label(text=f"Image Dynamics: {exc}", icon="ERROR")
 
     return wrapped
-
-
-def _plane(context):
-    obj = context.active_object
-    if obj is not None and obj.type == "MESH" and obj.image_dynamics.is_plane:
-        return obj
-    return None
 
 
 class _Base:
@@ -48,7 +42,7 @@ class IMAGE_DYNAMICS_PT_main(_Base, bpy.types.Panel):
         col.prop(settings, "mesh_resolution")
         col.prop(settings, "plane_height")
         col.prop(settings, "shader")
-        obj = _plane(context)
+        obj = active_plane(context)
         if obj is None:
             layout.label(text="Select an image plane to animate it.")
             return
@@ -79,7 +73,7 @@ class IMAGE_DYNAMICS_PT_predict(_Base, bpy.types.Panel):
         col.prop(settings, "steps")
         col.prop(settings, "motion_scale")
         col.prop(settings, "loop_guidance")
-        obj = _plane(context)
+        obj = active_plane(context)
         if obj is None:
             return
         pending = prediction.PENDING.get(obj.name)
@@ -94,12 +88,16 @@ class IMAGE_DYNAMICS_PT_predict(_Base, bpy.types.Panel):
             layout.operator("image_dynamics.predict_motion", icon="PLAY")
         msg = prediction.MESSAGES.get(obj.name)
         if msg is not None:
-            box = layout.box()
-            for line in _wrap(msg[1], 48):
-                box.label(text=line, icon="ERROR" if msg[0] == "ERROR" else "NONE")
+            _draw_message(layout.box(), msg)
         row = layout.row(align=True)
         row.operator("image_dynamics.import_motion", icon="IMPORT")
         row.operator("image_dynamics.export_motion", icon="EXPORT")
+
+
+def _draw_message(layout, msg: tuple[str, str]) -> None:
+    """A job's ``(level, text)`` message, wrapped, with an error icon for errors."""
+    for line in _wrap(msg[1], 48):
+        layout.label(text=line, icon="ERROR" if msg[0] == "ERROR" else "NONE")
 
 
 def _wrap(text: str, width: int) -> list[str]:
@@ -121,13 +119,12 @@ class IMAGE_DYNAMICS_PT_motion(_Base, bpy.types.Panel):
 
     @classmethod
     def poll(cls, context):
-        obj = _plane(context)
-        return obj is not None and obj.image_dynamics.has_motion
+        return active_plane_with_motion(context) is not None
 
     @_guard
     def draw(self, context):
         layout = self.layout
-        obj = _plane(context)
+        obj = active_plane(context)
         p = obj.image_dynamics
         mod = geometry_nodes.find_modifier(obj)
         if mod is not None and mod.node_group is not None:
@@ -162,13 +159,12 @@ class IMAGE_DYNAMICS_PT_pokes(_Base, bpy.types.Panel):
 
     @classmethod
     def poll(cls, context):
-        obj = _plane(context)
-        return obj is not None and obj.image_dynamics.has_motion
+        return active_plane_with_motion(context) is not None
 
     @_guard
     def draw(self, context):
         layout = self.layout
-        p = _plane(context).image_dynamics
+        p = active_plane(context).image_dynamics
         row = layout.row(align=True)
         row.operator("image_dynamics.add_poke", text="Poke at Cursor", icon="CURSOR").source = "CURSOR"
         row.operator("image_dynamics.remove_poke", text="", icon="REMOVE")
@@ -203,7 +199,7 @@ class IMAGE_DYNAMICS_PT_output(_Base, bpy.types.Panel):
 
     @classmethod
     def poll(cls, context):
-        return _plane(context) is not None
+        return active_plane(context) is not None
 
     @_guard
     def draw(self, context):
@@ -212,13 +208,11 @@ class IMAGE_DYNAMICS_PT_output(_Base, bpy.types.Panel):
         col.operator("image_dynamics.fit_to_camera", icon="CAMERA_DATA")
         col.operator("image_dynamics.setup_passes", icon="RENDERLAYERS")
         col.operator("image_dynamics.bake_cache", icon="FILE_CACHE")
-        _draw_frame_render(self.layout, _plane(context))
+        _draw_frame_render(self.layout, active_plane(context))
 
 
 def _draw_frame_render(layout, obj) -> None:
     """Frames rendered by the backend as the plane's texture (``frame_render.py``)."""
-    from . import frame_render
-
     box = layout.box()
     pending = frame_render.RENDERS.get(obj.name)
     if pending is not None:
@@ -230,8 +224,7 @@ def _draw_frame_render(layout, obj) -> None:
             box.operator("image_dynamics.use_mesh_motion", icon="MESH_GRID")
     msg = frame_render.MESSAGES.get(obj.name)
     if msg is not None:
-        for line in _wrap(msg[1], 48):
-            box.label(text=line, icon="ERROR" if msg[0] == "ERROR" else "NONE")
+        _draw_message(box, msg)
 
 
 classes = (

@@ -79,7 +79,8 @@ def close_clients() -> None:
     _CLIENTS.clear()
 
 
-def _failure_text(exc, address: str) -> tuple[str, str]:
+def failure_text(exc, address: str) -> tuple[str, str]:
+    """``(code, text)`` for a backend error (a ``BackendError`` or a failed job's ``error``)."""
     code = getattr(exc, "code", "internal_error")
     return code, errors.describe_failure(code, getattr(exc, "message", str(exc)), getattr(exc, "hint", ""), address)
 
@@ -113,7 +114,7 @@ def hello(address: str, timeout: float) -> dict:
     try:
         info = client.hello(timeout=timeout)
     except client_mod.BackendError as exc:
-        code, text = _failure_text(exc, address)
+        code, text = failure_text(exc, address)
         raise PredictionError(code, text) from None
     LAST_HELLO_TEXT = summarize_hello(info)
     return info
@@ -205,7 +206,7 @@ def poll_jobs() -> bool:
             note = " (untrained test model: the motion is meaningless)" if meta.get("untrained_test_model") else ""
             _finish(pending, "INFO", f"Motion predicted in {time.monotonic() - pending.started:.1f} s{note}.")
         elif status.state == "failed":
-            _, text = _failure_text(status.error, pending.address)
+            _, text = failure_text(status.error, pending.address)
             _finish(pending, "ERROR", text + " The scene was not changed.")
         elif status.state == "cancelled":
             _finish(pending, "INFO", errors.CANCELLED_MESSAGE)
@@ -225,14 +226,20 @@ def _undo_push(message: str) -> None:
 def cancel_prediction(object_name: str) -> bool:
     """Cancel a prediction: the backend is told, the add-on forgets the job at once (the scene was
     never touched). Returns False if there was none."""
-    pending = PENDING.pop(object_name, None)
+    return cancel_job(PENDING, MESSAGES, object_name, errors.CANCELLED_MESSAGE)
+
+
+def cancel_job(jobs: dict, messages: dict, object_name: str, text: str) -> bool:
+    """Forget ``object_name``'s job in ``jobs`` and tell the backend to cancel it; ``text`` becomes
+    its message. Shared by predictions and frame renders. Returns False if there was none."""
+    pending = jobs.pop(object_name, None)
     if pending is None:
         return False
     try:
         pending.job.cancel()
     except Exception:
         pass
-    MESSAGES[object_name] = ("INFO", errors.CANCELLED_MESSAGE)
+    messages[object_name] = ("INFO", text)
     return True
 
 
@@ -252,25 +259,34 @@ def status_line() -> str | None:
     return "Image Dynamics: predicting " + ", ".join(parts)
 
 
-def _redraw() -> None:
+def _windows():
     wm = getattr(bpy.context, "window_manager", None)
-    if wm is None:
-        return
+    return wm.windows if wm is not None else ()
+
+
+def redraw(area_types: tuple[str, ...]) -> None:
+    """Tag the areas of ``area_types`` in every window for redraw (the timer steps of predictions
+    and frame renders both call it)."""
+    for win in _windows():
+        for area in win.screen.areas:
+            if area.type in area_types:
+                area.tag_redraw()
+
+
+def _show_status() -> None:
     text = status_line()
-    for win in wm.windows:
+    for win in _windows():
         try:
             win.workspace.status_text_set(text)
         except Exception:
             pass
-        for area in win.screen.areas:
-            if area.type in ("VIEW_3D", "PREFERENCES"):
-                area.tag_redraw()
 
 
 def timer_step():
     """The ``bpy.app.timers`` function: one poll step, a redraw, and the next interval (or stop)."""
     running = poll_jobs()
-    _redraw()
+    _show_status()
+    redraw(("VIEW_3D", "PREFERENCES"))
     return POLL_INTERVAL if running else None
 
 

@@ -140,7 +140,34 @@ def _open_container(path: Path, options: dict | None = None):
         raise UserError(f"cannot write {path}: {exc}", "check that the folder exists and is writable") from None
 
 
-class _Mp4Writer(FrameWriter):
+class _ContainerWriter(FrameWriter):
+    """A PyAV-encoded file (MP4, GIF) written under its ``.partial`` name and renamed when finished."""
+
+    def __init__(self, path, fps) -> None:
+        super().__init__(path, fps)
+        self._tmp = _partial_path(self.path)
+        self._out = self._stream = None
+
+    def _encode(self, frame) -> None:
+        """Encode and mux one frame (``None``: flush the encoder)."""
+        for packet in self._stream.encode(frame):
+            self._out.mux(packet)
+
+    def _finish(self) -> None:
+        self._encode(None)
+        self._out.close()
+        os.replace(self._tmp, self.path)
+
+    def abort(self) -> None:
+        if self._out is not None:
+            try:
+                self._out.close()
+            except Exception:
+                pass
+        self._tmp.unlink(missing_ok=True)
+
+
+class _Mp4Writer(_ContainerWriter):
     kind = "mp4"
 
     def __init__(self, path, fps, crf: int = DEFAULT_CRF, preset: str = "medium") -> None:
@@ -148,8 +175,6 @@ class _Mp4Writer(FrameWriter):
         if not 0 <= int(crf) <= 51:
             raise UserError(f"the H.264 quality (crf) must be from 0 to 51, got {crf}", "18 is visually lossless")
         self.crf, self.preset = int(crf), preset
-        self._tmp = _partial_path(self.path)
-        self._out = self._stream = None
 
     def _open(self) -> None:
         w, h = even_size(*self.size)
@@ -164,31 +189,15 @@ class _Mp4Writer(FrameWriter):
         w, h = self.size
         if (w, h) != even_size(w, h):  # repeat the last column / row: nothing is cut
             frame = np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-        for packet in self._stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-            self._out.mux(packet)
-
-    def _finish(self) -> None:
-        for packet in self._stream.encode():
-            self._out.mux(packet)
-        self._out.close()
-        os.replace(self._tmp, self.path)
-
-    def abort(self) -> None:
-        if self._out is not None:
-            try:
-                self._out.close()
-            except Exception:
-                pass
-        self._tmp.unlink(missing_ok=True)
+        self._encode(av.VideoFrame.from_ndarray(frame, format="rgb24"))
 
 
-class _GifWriter(FrameWriter):
+class _GifWriter(_ContainerWriter):
     kind = "gif"
 
     def __init__(self, path, fps) -> None:
         super().__init__(path, fps)
-        self._tmp = _partial_path(self.path)
-        self._out = self._stream = self._graph = None
+        self._graph = None
 
     def _open(self) -> None:
         import av.filter
@@ -229,20 +238,8 @@ class _GifWriter(FrameWriter):
                 out = self._graph.pull()
             except (av.error.EOFError, av.error.BlockingIOError):
                 break
-            for packet in self._stream.encode(out):
-                self._out.mux(packet)
-        for packet in self._stream.encode():
-            self._out.mux(packet)
-        self._out.close()
-        os.replace(self._tmp, self.path)
-
-    def abort(self) -> None:
-        if self._out is not None:
-            try:
-                self._out.close()
-            except Exception:
-                pass
-        self._tmp.unlink(missing_ok=True)
+            self._encode(out)
+        super()._finish()
 
 
 class _PngDirWriter(FrameWriter):

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from image_dynamics.motion import volume_file
 
 K, H, W = 16, 20, 32  # a small volume: motion only in its left half
+
+
+def backend_exe() -> str:
+    """The ``image-dynamics`` console script (``$IMAGE_DYNAMICS_EXE`` or the venv's); skips the test if absent."""
+    exe = Path(os.environ.get("IMAGE_DYNAMICS_EXE") or Path(sys.executable).with_name("image-dynamics"))
+    if not exe.exists():
+        pytest.skip("the image-dynamics console script is not installed in this environment")
+    return str(exe)
 
 
 def synthetic_volume(seed: int = 0, modes=None, left_only: bool = True, scale: float = 0.3) -> np.ndarray:

@@ -7,11 +7,9 @@ fire in the bpy module); a cancelled, failed or killed prediction must leave the
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -19,17 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zmq
-from blender_helpers import evaluated
+from blender_helpers import backend_exe, evaluated
 
 REPO = Path(__file__).resolve().parents[2]
 PHOTO = REPO / "backend" / "image_dynamics" / "assets" / "photos" / "dahlia.jpg"
-
-
-def _exe() -> str:
-    exe = Path(os.environ.get("IMAGE_DYNAMICS_EXE") or Path(sys.executable).with_name("image-dynamics"))
-    if not exe.exists():
-        pytest.skip("the image-dynamics console script is not installed in this environment")
-    return str(exe)
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +39,7 @@ def local_backend(addon, prefs):
     """The add-on's own local backend: the tiny untrained model on the CPU."""
     bpy, pkg = addon
     prefs.use_local_backend = True
-    prefs.backend_executable = _exe()
+    prefs.backend_executable = backend_exe()
     prefs.model_source = "TINY"
     prefs.tiny_seed = 0
     prefs.device = "cpu"
@@ -136,7 +127,7 @@ def own_server(addon, prefs, tmp_path):
     """A separate ``serve --tiny-model`` process this test may kill; prefs point at it."""
     bpy, pkg = addon
     out = open(tmp_path / "serve.out", "w+")
-    proc = subprocess.Popen([_exe(), "serve", "--tiny-model", "1", "--bind", "tcp://127.0.0.1:0", "--device", "cpu",
+    proc = subprocess.Popen([backend_exe(), "serve", "--tiny-model", "1", "--bind", "tcp://127.0.0.1:0", "--device", "cpu",
                              "--threads", "1"], stdout=out, stderr=subprocess.STDOUT, text=True)
     end = time.monotonic() + 120
     address = None

@@ -7,23 +7,15 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from blender_helpers import import_volume, synthetic_volume, write_volume
+from blender_helpers import backend_exe, import_volume, synthetic_volume, write_volume
 
 READY_RE = re.compile(r"image-dynamics backend ready on (tcp://\S+)")
-
-
-def _exe() -> str:
-    exe = Path(os.environ.get("IMAGE_DYNAMICS_EXE") or Path(sys.executable).with_name("image-dynamics"))
-    if not exe.exists():
-        pytest.skip("the image-dynamics console script is not installed in this environment")
-    return str(exe)
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +25,7 @@ def backend(addon, tmp_path_factory):
     folder = tmp_path_factory.mktemp("render-backend")
     out, err = folder / "serve.out", folder / "serve.err"
     with open(out, "w") as o, open(err, "w") as e:
-        proc = subprocess.Popen([_exe(), "serve", "--tiny-model", "0", "--bind", "tcp://127.0.0.1:0", "--threads", "1"],
+        proc = subprocess.Popen([backend_exe(), "serve", "--tiny-model", "0", "--bind", "tcp://127.0.0.1:0", "--threads", "1"],
                                 stdout=o, stderr=e, env={**os.environ, "OMP_NUM_THREADS": "1"})
     try:
         end = time.monotonic() + 90

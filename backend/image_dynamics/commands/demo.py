@@ -46,7 +46,6 @@ BLENDER_SCRIPT = REPO / "scripts" / "blender_demo_scene.py"
 BUILD_SCRIPT = REPO / "scripts" / "build_extension.py"
 READY_RE = re.compile(r"image-dynamics backend ready on (tcp://\S+)")
 SCENE_PREFIX = "image-dynamics demo:"
-MODEL_FILES = ("config.json", "model.safetensors", "scales.json")  # what MotionPredictor.from_pretrained reads
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -82,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
 # -- the product path -------------------------------------------------------------------------------
 
 def _model_folder(arg: str | None) -> Path:
-    from ..model.locate import default_model_dir
+    from ..model.locate import CONFIG_NAME, SCALES_NAME, WEIGHTS_NAME, default_model_dir
 
     folder = Path(arg).expanduser() if arg else default_model_dir()
     if not folder.is_dir():
@@ -91,7 +90,7 @@ def _model_folder(arg: str | None) -> Path:
         raise UserError(f"no default model is installed (looked for {folder})",
                         "put the trained model in models/default, or pass --model FOLDER "
                         "(config.json, model.safetensors, scales.json)")
-    missing = [n for n in MODEL_FILES if not (folder / n).is_file()]
+    missing = [n for n in (CONFIG_NAME, WEIGHTS_NAME, SCALES_NAME) if not (folder / n).is_file()]
     if missing:
         raise UserError(f"{folder} is not a saved motion predictor ({', '.join(missing)} missing)",
                         "pass --model with a folder written by the training scripts")

@@ -31,9 +31,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..motion.normalize import FrequencyScales, denormalize
-from ..motion.resample import resample_image, resample_volume
+from ..motion.normalize import FrequencyScales
 from .layers import Downsample, ResBlock, SpatialSelfAttention, Upsample, group_norm
+from .pipeline import photo_tensor, volume_from_slices
 
 __all__ = ["RegressionConfig", "RegressionNet", "RegressionPredictor"]
 
@@ -236,10 +236,5 @@ class RegressionPredictor:
         if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
             raise ValueError(f"expected an RGB uint8 image (H, W, 3), got {img.dtype} {img.shape}")
         W, H = self.config.resolution
-        img = resample_image(img, W, H)
-        x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float()[None] / 127.5 - 1.0
-        out = self.net(x.to(self.device)).float().cpu().numpy()[0]
-        S = denormalize(out.reshape(self.config.num_freqs, 4, H, W), self.scales)
-        if size is not None and tuple(size) != (W, H):
-            S = resample_volume(S, int(size[0]), int(size[1]))
-        return S
+        out = self.net(photo_tensor(img, (W, H)).to(self.device)).float().cpu().numpy()[0]
+        return volume_from_slices(out.reshape(self.config.num_freqs, 4, H, W), self.scales, (W, H), size)

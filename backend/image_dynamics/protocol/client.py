@@ -213,6 +213,12 @@ class Job:
             self.error = error
             self.state = JobState.FAILED.value
 
+    def _succeed(self, result: PredictResult | RenderResult) -> None:
+        self.result = result
+        if self.total:
+            self.step = self.total
+        self.state = JobState.DONE.value
+
     def _handle(self, header: dict, arrays: dict[str, np.ndarray]) -> None:
         op = header.get("op")
         if op == Reply.ACCEPTED.value:
@@ -232,22 +238,19 @@ class Job:
             if frames is None or frames.dtype != np.uint8 or frames.ndim != 4:
                 self._fail(BackendError(ErrorCode.INTERNAL_ERROR, "render result without uint8 'frames'", job_id=self.id))
                 return
-            self.result = RenderResult(
+            self._succeed(RenderResult(
                 frames=np.array(frames),
                 fps=float(header.get("fps", 30.0)),
                 renderer=str(header.get("renderer", "")),
                 meta=header.get("meta") if isinstance(header.get("meta"), dict) else {},
                 elapsed_s=float(header.get("elapsed_s", 0.0)),
                 job_id=self.id,
-            )
-            if self.total:
-                self.step = self.total
-            self.state = JobState.DONE.value
+            ))
         elif op == Reply.RESULT.value:
             if "S" not in arrays:
                 self._fail(BackendError(ErrorCode.INTERNAL_ERROR, "result without the array 'S'", job_id=self.id))
                 return
-            self.result = PredictResult(
+            self._succeed(PredictResult(
                 S=np.array(arrays["S"], dtype=np.complex64),
                 fps=float(header.get("fps", 30.0)),
                 num_frames=int(header.get("num_frames", 150)),
@@ -255,15 +258,31 @@ class Job:
                 meta=header.get("meta") if isinstance(header.get("meta"), dict) else {},
                 elapsed_s=float(header.get("elapsed_s", 0.0)),
                 job_id=self.id,
-            )
-            if self.total:
-                self.step = self.total
-            self.state = JobState.DONE.value
+            ))
         elif op == Reply.CANCELLED.value:
             self.cancel_reason = str(header.get("reason", "client"))
             self.state = JobState.CANCELLED.value
         elif op == Reply.ERROR.value:
             self._fail(BackendError.from_header(header))
+
+
+def _image_array(image: np.ndarray) -> np.ndarray:
+    """The photo as sent: uint8 as it is, other numbers as float32."""
+    img = np.asarray(image)
+    if img.dtype != np.uint8:
+        if img.dtype.kind not in "fiu":
+            raise TypeError(f"image must be uint8 or float, got {img.dtype}")
+        img = img.astype(np.float32)
+    return img
+
+
+def _wait_or_cancel(job: Job) -> Any:
+    """``job.wait()``; the job is cancelled if that raises (a timeout, Ctrl-C, a lost backend)."""
+    try:
+        return job.wait()
+    except BaseException:
+        job.cancel()
+        raise
 
 
 def _as_key(value: str | bytes) -> bytes:
@@ -446,11 +465,7 @@ class BackendClient:
         """Send a predict request; returns a ``Job`` at once. ``image``: (H, W, 3) uint8 RGB (or
         float32 0..1, or 4 / 1 channels), row 0 at the top. ``size``: (width, height) of the output.
         ``timeout``: the job fails with 'timeout' (and is cancelled) if not done by then."""
-        img = np.asarray(image)
-        if img.dtype != np.uint8:
-            if img.dtype.kind not in "fiu":
-                raise TypeError(f"image must be uint8 or float, got {img.dtype}")
-            img = img.astype(np.float32)
+        img = _image_array(image)
         options: dict[str, Any] = {"seed": int(seed)}
         if steps is not None:
             options["steps"] = int(steps)
@@ -464,23 +479,14 @@ class BackendClient:
             options["sampler"] = str(sampler)
         if preview:
             options["preview"] = True
-        job_id = job_id or self._new_id("job")
-        job = Job(self, job_id, progress, None if timeout is None else time.monotonic() + float(timeout))
-        self._send({"op": Op.PREDICT.value, "id": job_id, "options": options}, {"image": img})
-        self._jobs[job_id] = job
-        if self._last_ping == 0.0:
-            self._last_ping = time.monotonic()
-        return job
+        return self._start_job(Op.PREDICT, job_id or self._new_id("job"), options, {"image": img}, progress, timeout,
+                               "predict")
 
     def predict(self, image: np.ndarray, *, progress: ProgressCallback | None = None, timeout: float | None = None,
                 **options) -> PredictResult:
         """Blocking predict: returns the ``PredictResult`` or raises ``BackendError``."""
         job = self.submit(image, progress=progress, timeout=timeout, **options)
-        try:
-            return job.wait()
-        except BaseException:
-            job.cancel()
-            raise
+        return _wait_or_cancel(job)
 
     def submit_render(self, image: np.ndarray, S: np.ndarray, *, frames: int | None = None, fps: float | None = None,
                       loop: bool = False, magnify: float | None = None, speed: float | None = None,
@@ -495,11 +501,7 @@ class BackendClient:
         ``frames`` (+ ``fps``, ``speed``, ``loop``: the backend times the clip) or ``coords``
         (frames, K) complex: the modal coordinates of each frame, D = magnify * Re(sum_k S_k q_k).
         ``volume_fps`` / ``volume_num_frames``: the volume's own clock (default 30 / 150)."""
-        img = np.asarray(image)
-        if img.dtype != np.uint8:
-            if img.dtype.kind not in "fiu":
-                raise TypeError(f"image must be uint8 or float, got {img.dtype}")
-            img = img.astype(np.float32)
+        img = _image_array(image)
         options: dict[str, Any] = {}
         for name, value, cast in (("frames", frames, int), ("fps", fps, float), ("magnify", magnify, float),
                                   ("speed", speed, float), ("renderer", renderer, str),
@@ -511,9 +513,13 @@ class BackendClient:
         arrays = {"image": img, "S": np.asarray(S, dtype=np.complex64)}
         if coords is not None:
             arrays["coords"] = np.asarray(coords, dtype=np.complex64)
-        job_id = job_id or self._new_id("render")
-        job = Job(self, job_id, progress, None if timeout is None else time.monotonic() + float(timeout), kind="render")
-        self._send({"op": Op.RENDER.value, "id": job_id, "options": options}, arrays)
+        return self._start_job(Op.RENDER, job_id or self._new_id("render"), options, arrays, progress, timeout,
+                               "render")
+
+    def _start_job(self, op: Op, job_id: str, options: dict, arrays: dict[str, np.ndarray],
+                   progress: ProgressCallback | None, timeout: float | None, kind: str) -> Job:
+        job = Job(self, job_id, progress, None if timeout is None else time.monotonic() + float(timeout), kind=kind)
+        self._send({"op": op.value, "id": job_id, "options": options}, arrays)
         self._jobs[job_id] = job
         if self._last_ping == 0.0:
             self._last_ping = time.monotonic()
@@ -523,11 +529,7 @@ class BackendClient:
                       timeout: float | None = None, **options) -> RenderResult:
         """Blocking render: returns the ``RenderResult`` or raises ``BackendError`` (see ``submit_render``)."""
         job = self.submit_render(image, S, progress=progress, timeout=timeout, **options)
-        try:
-            return job.wait()
-        except BaseException:
-            job.cancel()
-            raise
+        return _wait_or_cancel(job)
 
     @property
     def jobs_in_flight(self) -> list[Job]:

@@ -41,12 +41,17 @@ def _sample(image: torch.Tensor, sx: torch.Tensor, sy: torch.Tensor) -> torch.Te
                          align_corners=True)[0, :, 0]
 
 
-def _warp_one(image: torch.Tensor, flow: torch.Tensor, depth: torch.Tensor, tris: torch.Tensor) -> torch.Tensor:
+def _vertices(H: int, W: int, device) -> torch.Tensor:
+    """Original vertex positions (V, 2) = (x, y) of every pixel centre."""
+    gy, gx = torch.meshgrid(torch.arange(H, device=device, dtype=torch.float32),
+                            torch.arange(W, device=device, dtype=torch.float32), indexing="ij")
+    return torch.stack([gx.reshape(-1), gy.reshape(-1)], 1)
+
+
+def _warp_one(image: torch.Tensor, flow: torch.Tensor, depth: torch.Tensor, tris: torch.Tensor,
+              src: torch.Tensor) -> torch.Tensor:
     C, H, W = image.shape
     dev = image.device
-    gy, gx = torch.meshgrid(torch.arange(H, device=dev, dtype=torch.float32),
-                            torch.arange(W, device=dev, dtype=torch.float32), indexing="ij")
-    src = torch.stack([gx.reshape(-1), gy.reshape(-1)], 1)  # (V, 2) original vertex positions
     pos = src + flow.float().reshape(2, -1).t()  # displaced vertex positions
     dep = depth.float().reshape(-1)
     P = pos[tris]  # (T, 3, 2)
@@ -98,9 +103,10 @@ def mesh_warp(image: torch.Tensor, flow: torch.Tensor, depth: torch.Tensor) -> t
     """
     B, _, H, W = flow.shape
     tris = _triangles(H, W, flow.device)
+    src = _vertices(H, W, flow.device)
     frames = []
     for i in range(B):
         img = image[i if image.shape[0] > 1 else 0]
         dep = depth[i if depth.shape[0] > 1 else 0]
-        frames.append(_warp_one(img, flow[i], dep, tris))
+        frames.append(_warp_one(img, flow[i], dep, tris, src))
     return torch.stack(frames)

@@ -15,8 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..training.loop import (Runtime, TrainSettings, Trainer, finish_distributed, load_checkpoint, model_weights,
-                             seed_everything, setup_runtime)
+from ..training.loop import (Runtime, TrainSettings, Trainer, load_checkpoint, model_weights,
+                             seed_everything, training_runtime)
 from . import data as rdata
 from .quality import psnr, render_loss, ssim
 from .synthesis import SynthesisConfig, SynthesisNet, save_synthesis
@@ -67,8 +67,7 @@ def train_renderer(data_dir: str, settings: TrainSettings, *, config: SynthesisC
                                  magnify, progress)
     eval_paths = rdata.generate(data_dir, "heldout", eval_scenes, rdata.HELDOUT_SEED0, times_per_scene, width,
                                 height, (1.0, 1.0), progress)
-    rt = runtime or setup_runtime(settings)
-    try:
+    with training_runtime(settings, runtime) as rt:
         seed_everything(settings.seed, settings.deterministic)
         net = RendererTrainNet(SynthesisNet(config), moving_weight)
         variants = 4 if crop is not None else 1
@@ -87,12 +86,8 @@ def train_renderer(data_dir: str, settings: TrainSettings, *, config: SynthesisC
                      "train_items": len(train_set), "heldout_items": len(eval_set)},
             "train": settings.to_dict(),
         }
-        trainer = Trainer(net=net, train_set=train_set, eval_set=eval_set, settings=settings, runtime=rt,
-                          config=run_config)
-        return trainer.run()
-    finally:
-        if runtime is None:
-            finish_distributed(rt)
+        return Trainer(net=net, train_set=train_set, eval_set=eval_set, settings=settings, runtime=rt,
+                       config=run_config).run()
 
 
 def export_renderer(run: str, out: str, use_ema: bool = True) -> Path:

@@ -477,6 +477,12 @@ class TrainingCache:
     def count(self, split: str) -> int:
         return int(self.info["splits"][split]["count"])
 
+    def describe(self) -> dict[str, Any]:
+        """The ``data`` section of a training run's config."""
+        return {"cache": str(self.root.resolve()), "resolution": list(self.resolution),
+                "train_pairs": self.count("train"), "test_pairs": self.count("test"),
+                "scales": self.scales.to_dict()}
+
     def array(self, split: str, name: str) -> np.ndarray:
         key = (split, name)
         if key not in self._arrays:

@@ -771,4 +771,15 @@ def finish_distributed(rt: Runtime) -> None:
         torch.distributed.destroy_process_group()
 
 
-__all__ += ["to_device", "model_weights", "resolve_checkpoint", "finish_distributed"]
+@contextlib.contextmanager
+def training_runtime(settings: TrainSettings, runtime: Runtime | None = None) -> Iterator[Runtime]:
+    """The given runtime, or one set up for ``settings`` and shut down (process group) on leaving."""
+    rt = runtime or setup_runtime(settings)
+    try:
+        yield rt
+    finally:
+        if runtime is None:
+            finish_distributed(rt)
+
+
+__all__ += ["to_device", "model_weights", "resolve_checkpoint", "finish_distributed", "training_runtime"]

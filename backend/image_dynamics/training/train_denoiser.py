@@ -39,8 +39,8 @@ from ..model.unet import Denoiser
 from ..model.vae import KLVAE
 from .data import SliceDataset, Subset, TrainingCache, VolumeDataset, evenly_spaced
 from .latents import check_latents_vae, fit_stats_on_slices, load_vae
-from .loop import (Runtime, TrainSettings, Trainer, finish_distributed, load_checkpoint, model_weights,
-                   seed_everything, setup_runtime)
+from .loop import (Runtime, TrainSettings, Trainer, load_checkpoint, model_weights,
+                   seed_everything, training_runtime)
 from .train_vae import check_resolution
 
 __all__ = ["DenoiserNet", "train_denoiser"]
@@ -112,8 +112,7 @@ def train_denoiser(cache_dir: str, settings: TrainSettings, *, stage: int, vae_r
                    runtime: Runtime | None = None) -> dict[str, Any]:
     if stage not in (1, 2):
         raise UserError(f"--stage must be 1 or 2, got {stage}")
-    rt = runtime or setup_runtime(settings)
-    try:
+    with training_runtime(settings, runtime) as rt:
         cache = TrainingCache(cache_dir)
         seed_everything(settings.seed, settings.deterministic)
         extra: dict[str, Any] = {}
@@ -189,17 +188,11 @@ def train_denoiser(cache_dir: str, settings: TrainSettings, *, stage: int, vae_r
             "task": {"name": "denoiser", "stage": stage, "flip": flip, "on_the_fly": latents is None,
                      "latents": latents, "sample_latents": sample_latents},
             "model": model_config.to_dict(),
-            "data": {"cache": str(Path(cache_dir).resolve()), "resolution": list(cache.resolution),
-                     "train_pairs": cache.count("train"), "test_pairs": cache.count("test"),
-                     "scales": cache.scales.to_dict()},
+            "data": cache.describe(),
             "latents": {"mean": [float(x) for x in vae.latent_mean], "std": [float(x) for x in vae.latent_std],
                         "stats_from": stats_from},
             "train": settings.to_dict(),
             **extra,
         }
-        trainer = Trainer(net=net, train_set=train_set, eval_set=eval_set, settings=settings, runtime=rt,
-                          config=config)
-        return trainer.run()
-    finally:
-        if runtime is None:
-            finish_distributed(rt)
+        return Trainer(net=net, train_set=train_set, eval_set=eval_set, settings=settings, runtime=rt,
+                       config=config).run()

@@ -9,7 +9,6 @@ a fixed set of test pairs.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -18,7 +17,7 @@ from torch import nn
 from ..model.config import ModelConfig
 from ..model.regression import RegressionConfig, RegressionNet
 from .data import Subset, TrainingCache, VolumeDataset, evenly_spaced
-from .loop import Runtime, TrainSettings, Trainer, finish_distributed, seed_everything, setup_runtime
+from .loop import Runtime, TrainSettings, Trainer, seed_everything, training_runtime
 from .train_vae import check_resolution
 
 __all__ = ["RegressionTrainNet", "train_regression"]
@@ -50,8 +49,7 @@ class RegressionTrainNet(nn.Module):
 def train_regression(cache_dir: str, settings: TrainSettings, *, model_config: ModelConfig,
                      regression_config: RegressionConfig | None = None, flip: bool = True, mse_weight: float = 0.0,
                      runtime: Runtime | None = None) -> dict[str, Any]:
-    rt = runtime or setup_runtime(settings)
-    try:
+    with training_runtime(settings, runtime) as rt:
         cache = TrainingCache(cache_dir)
         check_resolution(cache, model_config)
         seed_everything(settings.seed, settings.deterministic)
@@ -64,14 +62,8 @@ def train_regression(cache_dir: str, settings: TrainSettings, *, model_config: M
             "task": {"name": "regression", "flip": flip, "loss": "l1", "mse_weight": mse_weight},
             "model": cfg.to_dict(),
             "reference_model": model_config.to_dict(),
-            "data": {"cache": str(Path(cache_dir).resolve()), "resolution": list(cache.resolution),
-                     "train_pairs": cache.count("train"), "test_pairs": cache.count("test"),
-                     "scales": cache.scales.to_dict()},
+            "data": cache.describe(),
             "train": settings.to_dict(),
         }
-        trainer = Trainer(net=net, train_set=train_set, eval_set=eval_set, settings=settings, runtime=rt,
-                          config=config)
-        return trainer.run()
-    finally:
-        if runtime is None:
-            finish_distributed(rt)
+        return Trainer(net=net, train_set=train_set, eval_set=eval_set, settings=settings, runtime=rt,
+                       config=config).run()

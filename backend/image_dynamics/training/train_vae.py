@@ -21,7 +21,6 @@ alone left the held-out L1 on moving pixels at 0.77, the same as predicting zero
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -31,7 +30,7 @@ from ..model.config import ModelConfig
 from ..model.losses import vae_loss
 from ..model.vae import DiagonalGaussian, KLVAE
 from .data import Subset, TrainingCache, VAESliceDataset, evenly_spaced
-from .loop import Runtime, TrainSettings, Trainer, finish_distributed, seed_everything, setup_runtime
+from .loop import Runtime, TrainSettings, Trainer, seed_everything, training_runtime
 
 __all__ = ["VAENet", "train_vae", "check_resolution"]
 
@@ -80,8 +79,7 @@ def check_resolution(cache: TrainingCache, model_config: ModelConfig) -> None:
 def train_vae(cache_dir: str, settings: TrainSettings, model_config: ModelConfig, *, grad_weight: float = 0.2,
               kl_weight: float = 1e-6, mse_weight: float = 1.0, flip: bool = True,
               runtime: Runtime | None = None) -> dict[str, Any]:
-    rt = runtime or setup_runtime(settings)
-    try:
+    with training_runtime(settings, runtime) as rt:
         cache = TrainingCache(cache_dir)
         check_resolution(cache, model_config)
         seed_everything(settings.seed, settings.deterministic)
@@ -93,14 +91,8 @@ def train_vae(cache_dir: str, settings: TrainSettings, model_config: ModelConfig
             "task": {"name": "vae", "grad_weight": grad_weight, "kl_weight": kl_weight, "mse_weight": mse_weight,
                      "flip": flip},
             "model": model_config.to_dict(),
-            "data": {"cache": str(Path(cache_dir).resolve()), "resolution": list(cache.resolution),
-                     "train_pairs": cache.count("train"), "test_pairs": cache.count("test"),
-                     "scales": cache.scales.to_dict()},
+            "data": cache.describe(),
             "train": settings.to_dict(),
         }
-        trainer = Trainer(net=net, train_set=train_set, eval_set=eval_set, settings=settings, runtime=rt,
-                          config=config)
-        return trainer.run()
-    finally:
-        if runtime is None:
-            finish_distributed(rt)
+        return Trainer(net=net, train_set=train_set, eval_set=eval_set, settings=settings, runtime=rt,
+                       config=config).run()

@@ -153,3 +153,30 @@ def test_cancel_leaves_the_scene_unchanged(addon, scene, backend, tmp_path):
     mod = pkg.geometry_nodes.find_modifier(obj)
     assert mod.show_viewport and mod.show_render
     assert "cancelled" in pkg.frame_render.MESSAGES[obj.name][1]
+
+
+def test_stopping_the_local_backend_cancels_its_frame_renders(addon, scene, backend, tmp_path):
+    bpy, pkg = addon
+    prefs = bpy.context.preferences.addons["bl_ext.user_default.image_dynamics"].preferences
+    prefs.use_local_backend, prefs.backend_executable = True, backend_exe()
+    prefs.model_source, prefs.tiny_seed, prefs.device = "TINY", 0, "cpu"
+    try:
+        assert bpy.ops.image_dynamics.start_backend(wait=120.0) == {"FINISHED"}
+        obj = _plane(bpy, tmp_path, frame_end=2500)
+        before = pkg.motion.scene_fingerprint()
+        assert bpy.ops.image_dynamics.render_frames(renderer="mesh") == {"FINISHED"}
+        pending = pkg.frame_render.RENDERS[obj.name]
+        assert pending.address == pkg.backend_process.LOCAL.address
+        end = time.monotonic() + 60
+        while pending.state != "running":
+            assert time.monotonic() < end, "the render never started"
+            pkg.frame_render.poll_renders()
+            time.sleep(0.01)
+        assert bpy.ops.image_dynamics.stop_backend() == {"FINISHED"}
+        assert obj.name not in pkg.frame_render.RENDERS
+        assert "cancelled" in pkg.frame_render.MESSAGES[obj.name][1]
+        assert pkg.motion.scene_fingerprint() == before
+    finally:
+        pkg.backend_process.LOCAL.stop()
+        prefs.use_local_backend = False
+        prefs.address = backend

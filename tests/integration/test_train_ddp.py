@@ -27,7 +27,9 @@ SCRIPT = textwrap.dedent(
     rank = int(os.environ["RANK"])
     state = {k: v.detach().contiguous() for k, v in result["net"].state_dict().items()}
     save_file(state, os.path.join(dump, f"rank{rank}.safetensors"))
-    print(json.dumps({"rank": rank, "step": result["step"], "checkpoint": result["checkpoint"]}))
+    # One file per rank: both ranks share stdout, where their lines can interleave.
+    with open(os.path.join(dump, f"rank{rank}.json"), "w") as f:
+        json.dump({"rank": rank, "step": result["step"], "checkpoint": result["checkpoint"]}, f)
     """
 )
 
@@ -58,7 +60,7 @@ def test_two_gloo_processes_train_in_lockstep(cache, tmp_path):
            str(script), str(cache), str(out), str(dump)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    reports = sorted((json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")),
+    reports = sorted((json.loads(p.read_text()) for p in dump.glob("rank*.json")),
                      key=lambda r: r["rank"])
     assert [r["rank"] for r in reports] == [0, 1] and all(r["step"] == 3 for r in reports)
     assert reports[0]["checkpoint"] and reports[1]["checkpoint"] is None

@@ -17,11 +17,29 @@ import os as _os
 # submodule imports cv2, so damaged videos produce our one-line error and not FFmpeg's chatter.
 _os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
-from .extractor import extract_motion, extract_volume, spectral_from_frames  # noqa: E402
-from .filters import FilterSettings, MotionStats, check_clip, motion_stats, rejection_reason  # noqa: E402
-from .flow import DEFAULT_METHOD, METHODS, make_flow  # noqa: E402
-from .shards import DenseShardDataset, extract_folder  # noqa: E402
-from .video import VideoInfo, parse_size, probe_video, read_frames, write_video  # noqa: E402
+# Submodules load on first use (PEP 562): ``from image_dynamics.extract.flow import METHODS`` and
+# the CLI's option registration must not pay for OpenCV and the extractor.
+_EXPORTS = {
+    "extract_motion": "extractor", "extract_volume": "extractor", "spectral_from_frames": "extractor",
+    "FilterSettings": "filters", "MotionStats": "filters", "check_clip": "filters", "motion_stats": "filters",
+    "rejection_reason": "filters",
+    "DEFAULT_METHOD": "flow", "METHODS": "flow", "make_flow": "flow",
+    "DenseShardDataset": "shards", "extract_folder": "shards",
+    "VideoInfo": "video", "parse_size": "video", "probe_video": "video", "read_frames": "video",
+    "write_video": "video",
+}
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "DEFAULT_METHOD", "METHODS", "DenseShardDataset", "FilterSettings", "MotionStats", "VideoInfo",

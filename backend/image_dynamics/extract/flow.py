@@ -62,8 +62,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
+
+# cv2 is imported where a flow is made or run, not here: the CLI reads METHODS to register its
+# options, and importing OpenCV costs ~150 ms at every start of every command.
 
 FlowFn = Callable[..., np.ndarray]
 
@@ -77,6 +79,8 @@ class FlowMethod:
 
 
 def _gray(frame: np.ndarray) -> np.ndarray:
+    import cv2
+
     frame = np.asarray(frame)
     if frame.ndim == 3:
         frame = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
@@ -89,9 +93,13 @@ def _as_flow(flow: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(flow, dtype=np.float32)
 
 
-def _dis(preset: int, finest_scale: int | None = None, vr_iters: int | None = None) -> Callable[[], FlowFn]:
+def _dis(preset: str, finest_scale: int | None = None, vr_iters: int | None = None) -> Callable[[], FlowFn]:
+    """``preset``: the name of an OpenCV ``DISOpticalFlow_PRESET_*`` constant."""
+
     def factory() -> FlowFn:
-        dis = cv2.DISOpticalFlow_create(preset)
+        import cv2
+
+        dis = cv2.DISOpticalFlow_create(getattr(cv2, f"DISOpticalFlow_PRESET_{preset}"))
         if finest_scale is not None:
             dis.setFinestScale(finest_scale)
         if vr_iters is not None:
@@ -109,6 +117,8 @@ def _dis(preset: int, finest_scale: int | None = None, vr_iters: int | None = No
 
 
 def _deepflow() -> FlowFn:
+    import cv2
+
     df = cv2.optflow.createOptFlow_DeepFlow()
 
     def flow(frame0: np.ndarray, frame_t: np.ndarray, init: np.ndarray | None = None) -> np.ndarray:
@@ -118,6 +128,8 @@ def _deepflow() -> FlowFn:
 
 
 def _farneback() -> FlowFn:
+    import cv2
+
     def flow(frame0: np.ndarray, frame_t: np.ndarray, init: np.ndarray | None = None) -> np.ndarray:
         g0, g1 = _gray(frame0), _gray(frame_t)
         flags = cv2.OPTFLOW_FARNEBACK_GAUSSIAN
@@ -131,6 +143,8 @@ def _farneback() -> FlowFn:
 
 
 def _tvl1(fast: bool = False) -> FlowFn:
+    import cv2
+
     tv = cv2.optflow.DualTVL1OpticalFlow_create()
     if fast:  # 4 scales x 3 warps x 5 x 15 iterations instead of 5 x 5 x 10 x 30: ~2.7x faster
         tv.setScalesNumber(4)
@@ -151,6 +165,8 @@ def _tvl1(fast: bool = False) -> FlowFn:
 
 
 def _pcaflow() -> FlowFn:
+    import cv2
+
     pca = cv2.optflow.createOptFlow_PCAFlow()
 
     def flow(frame0: np.ndarray, frame_t: np.ndarray, init: np.ndarray | None = None) -> np.ndarray:
@@ -160,6 +176,8 @@ def _pcaflow() -> FlowFn:
 
 
 def _rlof() -> FlowFn:
+    import cv2
+
     def flow(frame0: np.ndarray, frame_t: np.ndarray, init: np.ndarray | None = None) -> np.ndarray:
         f0 = frame0 if np.ndim(frame0) == 3 else cv2.cvtColor(frame0, cv2.COLOR_GRAY2RGB)
         f1 = frame_t if np.ndim(frame_t) == 3 else cv2.cvtColor(frame_t, cv2.COLOR_GRAY2RGB)
@@ -172,13 +190,13 @@ METHODS: dict[str, FlowMethod] = {
     m.name: m
     for m in (
         FlowMethod("dis_ultrafast", "DIS, ultrafast preset (no variational refinement)",
-                   _dis(cv2.DISOpticalFlow_PRESET_ULTRAFAST), True),
+                   _dis("ULTRAFAST"), True),
         FlowMethod("dis_fast", "DIS, fast preset (coarse-to-fine patches + variational refinement)",
-                   _dis(cv2.DISOpticalFlow_PRESET_FAST), True),
+                   _dis("FAST"), True),
         FlowMethod("dis_medium", "DIS, medium preset (denser patches, finer scale, variational refinement)",
-                   _dis(cv2.DISOpticalFlow_PRESET_MEDIUM), True),
+                   _dis("MEDIUM"), True),
         FlowMethod("dis_fine", "DIS, medium preset down to full resolution with 10 refinement iterations",
-                   _dis(cv2.DISOpticalFlow_PRESET_MEDIUM, finest_scale=0, vr_iters=10), True),
+                   _dis("MEDIUM", finest_scale=0, vr_iters=10), True),
         FlowMethod("deepflow", "DeepFlow (Weinzaepfel et al. 2013): variational coarse-to-fine",
                    _deepflow, False),
         FlowMethod("farneback", "Farneback polynomial expansion, 5 pyramid levels", _farneback, True),

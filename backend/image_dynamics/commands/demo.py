@@ -81,20 +81,9 @@ def run(args: argparse.Namespace) -> int:
 # -- the product path -------------------------------------------------------------------------------
 
 def _model_folder(arg: str | None) -> Path:
-    from ..model.locate import CONFIG_NAME, SCALES_NAME, WEIGHTS_NAME, default_model_dir
+    from ..model.locate import resolve_model_dir
 
-    folder = Path(arg).expanduser() if arg else default_model_dir()
-    if not folder.is_dir():
-        if arg:
-            raise UserError(f"no model folder at {folder}", "pass --model with a folder written by the training scripts")
-        raise UserError(f"no default model is installed (looked for {folder})",
-                        "put the trained model in models/default, or pass --model FOLDER "
-                        "(config.json, model.safetensors, scales.json)")
-    missing = [n for n in (CONFIG_NAME, WEIGHTS_NAME, SCALES_NAME) if not (folder / n).is_file()]
-    if missing:
-        raise UserError(f"{folder} is not a saved motion predictor ({', '.join(missing)} missing)",
-                        "pass --model with a folder written by the training scripts")
-    return folder.resolve()
+    return resolve_model_dir(arg).resolve()  # absolute: handed to the backend and Blender processes
 
 
 def _video_size(arg: str | None, photo: Path) -> tuple[int, int]:

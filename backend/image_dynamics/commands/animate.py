@@ -150,7 +150,7 @@ def _predict_motion(args, photo: np.ndarray, stop: _Stop):
 
 def _make_renderer(args):
     from ..render import make_renderer
-    from .predict import resolve_device
+    from ..devices import resolve_device
 
     device = resolve_device(args.device)
     try:

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
+from ..devices import resolve_device
 from ..model.locate import resolve_model_dir
 
 MIN_SIDE = 8  # pixels: smaller is not a photo
@@ -63,17 +64,6 @@ def default_threads(limit: int = 16) -> int:
     except (AttributeError, OSError):
         busy = 0.0
     return int(max(1, min(limit, usable, round(usable - busy))))
-
-
-def resolve_device(device: str | None) -> str:
-    import torch
-
-    dev = (device or "auto").lower()
-    if dev == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if dev == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda was asked for but torch sees no CUDA GPU", "use --device cpu (or auto)")
-    return dev
 
 
 def load_engine(model_dir: Path, engine: str, device: str, threads: int | None = None, onnx_dir: str | None = None):

@@ -31,6 +31,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..devices import resolve_device
 from ..errors import UserError
 from ..protocol.messages import PredictOptions
 
@@ -203,19 +204,6 @@ def _read_card(folder: Path) -> dict[str, Any]:
                 card.setdefault("summary", " ".join(paras[0].split())[:600])
             break
     return card
-
-
-def resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {device}: this torch build sees no CUDA GPU",
-                        "pass --device cpu (or auto), or install a CUDA build of torch")
-    if device not in ("cpu", "mps") and not device.startswith("cuda"):
-        raise UserError(f"unknown device {device!r}", "use auto, cpu, cuda or cuda:N")
-    return device
 
 
 def create_engine(*, model: str | os.PathLike | None = None, tiny_model: int | None = None, device: str = "auto",

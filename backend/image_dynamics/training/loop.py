@@ -179,17 +179,15 @@ class Runtime:
 
 
 def _resolve_device(name: str, local_rank: int, distributed: bool) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(name)
+    from ..devices import resolve_device
+
+    dev = torch.device(resolve_device(name))
+    if dev.type == "mps":
+        raise UserError("training on mps is not supported", "use auto, cpu, cuda or cuda:N")
     if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise UserError("--device cuda was asked for, but torch sees no CUDA GPU", "use --device cpu")
         if distributed and dev.index is None:
-            dev = torch.device("cuda", local_rank)
+            dev = torch.device("cuda", local_rank)  # torchrun: one GPU per local rank
         torch.cuda.set_device(dev)
-    elif dev.type != "cpu":
-        raise UserError(f"unsupported device {name!r}", "use auto, cpu, cuda or cuda:N")
     return dev
 
 

@@ -2,9 +2,9 @@
 
 For shots where the deformed mesh stretches, the backend's image-based renderer (``render`` op)
 draws the photo's frames instead. ``submit_render`` sends the plane's photo, its spectral volume
-and the modal coordinates of every scene frame - read back from the keyframed modifier inputs, so
-the frames show exactly the motion the mesh shows (loop, pokes and wind), times the modifier's
-Magnify - and returns at once. ``poll_renders()`` is the one poll step (a ``bpy.app.timers``
+(times the Pin Border weights when the plane pins its outline) and the modal coordinates of every
+scene frame - read back from the keyframed modifier inputs, so the frames show exactly the motion
+the mesh shows (loop, pokes and wind), times the modifier's Magnify - and returns at once. ``poll_renders()`` is the one poll step (a ``bpy.app.timers``
 function calls it; tests call it directly). When frames arrive they are written as PNGs into a
 new folder next to the .blend (``//image_dynamics_frames/``; a temporary folder for an unsaved
 file; never the extension's folder), loaded as an image sequence on the plane's Image Texture
@@ -27,6 +27,7 @@ import numpy as np
 
 from . import geometry_nodes as gn
 from . import keyframes, motion, prediction
+from .core import grid as G
 from .core import png
 from .preferences import get_prefs
 
@@ -98,8 +99,12 @@ def submit_render(obj, scene, renderer: str | None = None, prefs=None) -> Pendin
         raise prediction.PredictionError("bad_option", f"The backend has no {renderer} renderer "
                                                        f"(it offers {', '.join(available)}).")
     photo = prediction.photo_pixels(props.image, prefs.max_photo_side)
+    S = volume.S
+    if props.pin_border:  # the mesh pins its outline in Geometry Nodes; the frames must match it
+        K, _, H, W = S.shape
+        S = S * G.pin_weight_image(motion.plane_grid(obj), W, H, props.pin_width)[None, None]
     client = prediction.get_client(address, prefs.timeout)
-    job = client.submit_render(photo, volume.S, coords=coords, fps=motion.scene_fps(scene), renderer=renderer,
+    job = client.submit_render(photo, S, coords=coords, fps=motion.scene_fps(scene), renderer=renderer,
                                volume_fps=volume.fps, volume_num_frames=volume.num_frames)
     pending = PendingRender(obj.name, job, address, f0, len(frames))
     RENDERS[obj.name] = pending

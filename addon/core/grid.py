@@ -160,16 +160,31 @@ def vertex_bases(S: np.ndarray, grid: PlaneGrid) -> tuple[np.ndarray, np.ndarray
     return re, im
 
 
+def _pin_smoothstep(u: np.ndarray, v: np.ndarray, width: float, height: float, border: float) -> np.ndarray:
+    dx = np.minimum(u, 1.0 - u) * width
+    dy = np.minimum(v, 1.0 - v) * height
+    s = np.clip(np.minimum(dx, dy) / (float(border) * min(width, height)), 0.0, 1.0)
+    return (s * s * (3.0 - 2.0 * s)).astype(np.float32)
+
+
 def pin_weights(grid: PlaneGrid, border: float) -> np.ndarray:
     """(N,) float32 motion weight: 0 on the plane's outline, rising smoothly (smoothstep) to 1 at
     ``border`` x (the plane's shorter side) inside it. ``border <= 0``: 1 everywhere."""
     if border <= 0:
         return np.ones(grid.num_vertices, dtype=np.float32)
     uv = grid.vertex_uv()
-    dx = np.minimum(uv[:, 0], 1.0 - uv[:, 0]) * grid.width
-    dy = np.minimum(uv[:, 1], 1.0 - uv[:, 1]) * grid.height
-    s = np.clip(np.minimum(dx, dy) / (float(border) * min(grid.width, grid.height)), 0.0, 1.0)
-    return (s * s * (3.0 - 2.0 * s)).astype(np.float32)
+    return _pin_smoothstep(uv[:, 0], uv[:, 1], grid.width, grid.height, border)
+
+
+def pin_weight_image(grid: PlaneGrid, vol_width: int, vol_height: int, border: float) -> np.ndarray:
+    """(H, W) float32: ``pin_weights``' rule at the centre of every volume pixel (row 0 = top), so a
+    volume multiplied by it moves like the pinned mesh (frames rendered by the backend)."""
+    if border <= 0:
+        return np.ones((vol_height, vol_width), dtype=np.float32)
+    u = (np.arange(vol_width) + 0.5) / vol_width  # the inverse of pixel_coords: x = u W - 0.5
+    v = 1.0 - (np.arange(vol_height) + 0.5) / vol_height
+    uu, vv = np.meshgrid(u, v)
+    return _pin_smoothstep(uu, vv, grid.width, grid.height, border)
 
 
 def vertex_amplitude(S: np.ndarray, grid: PlaneGrid, skip_dc: bool = False) -> np.ndarray:

@@ -127,6 +127,25 @@ def test_frames_become_an_image_sequence_on_the_plane(addon, scene, backend, tmp
     assert bpy.ops.image_dynamics.use_mesh_motion.poll() is False
 
 
+def test_pin_border_holds_the_rendered_frames_still_at_the_edges(addon, scene, backend, tmp_path):
+    """The frames follow the plane's Pin Border as the mesh does: still at the outline, moving inside."""
+    bpy, pkg = addon
+    obj = _plane(bpy, tmp_path, frame_end=12)
+    obj.image_dynamics.pin_border = True
+    obj.image_dynamics.pin_width = 0.5
+    assert bpy.ops.image_dynamics.render_frames(renderer="mesh") == {"FINISHED"}
+    level, text = _poll_until_done(pkg, obj.name)
+    assert level == "INFO", text
+    node = _texture_node(obj)
+    f1 = cv2.imread(str(_file_at(node.image, node.image_user, 1))).astype(int)
+    f9 = cv2.imread(str(_file_at(node.image, node.image_user, 9))).astype(int)
+    diff = np.abs(f9 - f1).mean(axis=2)
+    inside = diff[7:13, 6:11].mean()
+    assert inside > 5, inside  # the moving half still moves away from the border
+    assert diff[:, 0].mean() < 0.1 * inside, (diff[:, 0].mean(), inside)  # the left edge is pinned
+    assert diff[0, :12].mean() < 0.25 * inside and diff[-1, :12].mean() < 0.25 * inside
+
+
 def test_cancel_leaves_the_scene_unchanged(addon, scene, backend, tmp_path):
     bpy, pkg = addon
     obj = _plane(bpy, tmp_path, frame_end=2500)

@@ -64,6 +64,8 @@ def scene(addon):
     bpy, pkg = addon
     pkg.prediction.cancel_all()
     pkg.prediction.MESSAGES.clear()
+    pkg.frame_render.cancel_all()  # a test's frame render or its message must not leak into the next
+    pkg.frame_render.MESSAGES.clear()
     bpy.ops.wm.read_homefile(use_empty=True)
     sc = bpy.context.scene
     sc.render.fps = 30

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from image_dynamics.model import MotionPredictor, SamplingCancelled
-from image_dynamics.model.config import DiffusionConfig
+from image_dynamics.model.config import SAMPLER_NAMES, DiffusionConfig
 from image_dynamics.model.samplers import SAMPLERS, cfg_model_fn
 from image_dynamics.model.schedule import (
     NoiseSchedule,
@@ -103,6 +103,29 @@ def test_sampler_recovers_x0_with_true_eps(name, pred, steps):
     x_T = torch.randn(16, 4, 4, 6, generator=g)
     out = SAMPLERS[name](_oracle(x0, sched), x_T, sampling_timesteps(1000, steps), schedule=sched)
     torch.testing.assert_close(out, x0, atol=1e-4, rtol=1e-4)
+
+
+def test_the_cli_offers_exactly_the_implemented_samplers():
+    assert tuple(sorted(SAMPLER_NAMES)) == tuple(sorted(SAMPLERS))
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLERS))
+@pytest.mark.parametrize("steps,tolerance", [(25, 0.06), (250, 0.01)])
+def test_sampler_draws_gaussian_data_with_the_right_spread(name, steps, tolerance):
+    """With the exact denoiser of N(0, 1) data (whitened latents), samples must have std 1: a sampler
+    that shrinks the amplitude fails (motion amplitude is what the metrics score). Measured: DDIM
+    keeps 0.948 at 25 steps, DPM-Solver++(2M) 0.991; both are within 1 % at 250."""
+    sched = _schedule("v")
+
+    def model_fn(x_t, t):
+        a = abar_at(sched, t, like=x_t)
+        x0 = a.sqrt() * x_t  # E[x0 | x_t] for N(0, 1) data: a x0 + (1 - a) noise has unit variance
+        return output_from_x0_eps(x0, eps_from_x0(x_t, x0, a), a, "v")
+
+    g = torch.Generator().manual_seed(3)
+    x_T = torch.randn(64, 4, 8, 8, generator=g)
+    out = SAMPLERS[name](model_fn, x_T, sampling_timesteps(1000, steps), schedule=sched, generator=g)
+    assert abs(float(out.std()) - 1.0) < tolerance, float(out.std())
 
 
 @pytest.mark.parametrize("name", sorted(SAMPLERS))

@@ -69,13 +69,15 @@ def _parse_seconds(text: str) -> list[float]:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from ..model.config import SAMPLER_NAMES
+
     p = sub.add_parser("evaluate", help="score the predictor on held-out data against baselines",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=None, help="model folder (default: models/default, or $IMAGE_DYNAMICS_MODEL)")
     p.add_argument("--data", default=_default_data(), help="shard dataset; its test split is scored (default data/synth)")
     p.add_argument("--limit", type=int, default=50, help="score the first N test pairs (default 50; 0 = all)")
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
-    p.add_argument("--sampler", choices=("ddim", "dpmpp_2m"), default="ddim")
+    p.add_argument("--sampler", choices=SAMPLER_NAMES, default="ddim")
     p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance w (default: the model's)")
     p.add_argument("--seeds", default="2", help="seeds per image: a count (0..N-1) or a list (default 2)")
     p.add_argument("--loop-seconds", default="2,3,4", help="loop lengths to measure closure for (default 2,3,4)")

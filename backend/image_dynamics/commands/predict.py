@@ -316,6 +316,8 @@ def preview_figure(image: np.ndarray, S: np.ndarray, num_frames: int, fps: float
 
 # -- the command ------------------------------------------------------------------------------------------
 def register(sub: argparse._SubParsersAction) -> None:
+    from ..model.config import SAMPLER_NAMES
+
     p = sub.add_parser("predict", help="predict the motion of a photo (spectral volume file)", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("image", help=f"the photo ({SUPPORTED})")
@@ -324,7 +326,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed: same seed, same motion (default 0)")
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's, 25)")
     p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance weight w (default: the model's, 1.75)")
-    p.add_argument("--sampler", choices=("ddim", "dpmpp_2m"), default="ddim", help="sampler (default ddim)")
+    p.add_argument("--sampler", choices=SAMPLER_NAMES, default="ddim", help="sampler (default ddim)")
     p.add_argument("--loop", action="store_true", help="guide the sample towards a seamless loop of --loop-seconds")
     p.add_argument("--loop-seconds", type=float, default=DEFAULT_LOOP_SECONDS,
                    help=f"loop length for --loop (default {DEFAULT_LOOP_SECONDS:g} s)")

@@ -45,6 +45,10 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+# The sampler names ``model/samplers.SAMPLERS`` implements, here so the CLI can offer them without
+# importing torch (a unit test keeps the two in step).
+SAMPLER_NAMES = ("ddim", "dpmpp_2m")
+
 __all__ = [
     "VAEConfig",
     "ImageEncoderConfig",

@@ -22,6 +22,7 @@ COMMANDS = (
     "export_onnx",
     "evaluate",
     "evaluate_renderer",
+    "evaluate_ceilings",
     "train",
 )
 

@@ -170,3 +170,29 @@ def test_evaluate_scores_model_and_baselines(run_cli, tiny_model, tmp_path):
     assert res["diversity"]["amplitude_l1"] > 0
     assert set(res["bar"]) >= {"whole_l1", "moving_l1", "mask_iou", "all_pass"}
     assert len(list((tmp_path / "cache").glob("mean_prior_train_3_*.npz"))) == 1
+
+
+def test_evaluate_ceilings_scores_the_oracles(run_cli, tiny_model, tmp_path):
+    """``image-dynamics evaluate-ceilings`` on a 2-pair test split: every oracle row, strict JSON."""
+    import json
+
+    from image_dynamics.synth.dataset import build_dataset
+    from image_dynamics.synth.scene import make_scene
+
+    data = tmp_path / "data"
+    build_dataset(data, train_count=1, test_count=2, workers=1, shard_size=2, width=64, height=40, progress=False)
+    out = tmp_path / "ceilings.json"
+    r = run_cli("evaluate-ceilings", "--model", tiny_model, "--data", data, "--limit", "0", "--wind-draws", "200",
+                "--json", out)
+    assert r.returncode == 0, r.stderr
+    assert "wind-blind, median level" in r.stdout and "mask IoU >= 0.7" in r.stdout
+    res = json.loads(out.read_text())
+    assert res["test_pairs"] == 2
+    rows = res["rows"]
+    assert set(rows) == {"zero", "resolution 48x32", "VAE of the model (48x32)", "wind-blind, median level",
+                         "wind-blind, sampled level"}
+    assert all(row["count"] == 2 for row in rows.values())
+    assert rows["zero"]["power_ratio"][1] in (0.0, None)
+    levels = [make_scene(1_000_000_000 + i, 64, 40).info["level_px"] for i in range(2)]
+    assert all(0.3 <= v <= 10 for v in levels)
+    assert rows["wind-blind, median level"]["l1"] != rows["zero"]["l1"]  # the truth, rescaled: not zero

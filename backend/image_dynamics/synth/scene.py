@@ -371,6 +371,14 @@ def _tod(rng, recipe: str) -> str:
     return str(rng.choice(["day", "golden", "overcast", "dusk"], p=[0.5, 0.2, 0.22, 0.08]))
 
 
+def wind_level_distribution(rng, n: int, recipe: str = "meadow") -> np.ndarray:
+    """``n`` draws of the wind level (px) that ``make_scene`` gives a scene of ``recipe``: nothing
+    in the photo shows it (``evaluation/ceilings.wind_blind`` measures what that costs)."""
+    if recipe == "candles":
+        return rng.uniform(0.4, 2.5, size=n)
+    return np.array([_wind_level(rng)[1] for _ in range(n)])
+
+
 def _wind_level(rng) -> tuple[str, float]:
     u = rng.random()
     if u < 0.12:
@@ -439,7 +447,7 @@ def make_scene(seed: int, width: int = 256, height: int = 160, recipe: str | Non
                        season=float(rng.uniform(0, 1) if rng.random() < 0.25 else 0.0))
     b = _Build(ctx, tod)
     _BUILDERS[recipe](b)
-    if recipe == "candles":
+    if recipe == "candles":  # a draught indoors; keep in step with wind_level_distribution
         level = float(rng.uniform(0.4, 2.5))
         wind_name = "draught"
     if recipe != "candles":

@@ -211,40 +211,17 @@ def restore_mesh_motion(obj) -> bool:
     return True
 
 
-def _finish(pending: PendingRender, level: str, text: str) -> None:
-    RENDERS.pop(pending.object_name, None)
-    MESSAGES[pending.object_name] = (level, text)
+def _apply_render(pending: PendingRender, obj, result) -> str:
+    folder = apply_frames(obj, bpy.context.scene, result.frames, pending.frame_start)
+    return (f"{result.frames.shape[0]} frames ({result.renderer} renderer) in "
+            f"{time.monotonic() - pending.started:.1f} s, saved in {folder}.")
 
 
 def poll_renders() -> bool:
     """One poll step for every render in flight. Returns True while any is still running."""
-    for pending in list(RENDERS.values()):
-        try:
-            status = pending.job.poll()
-        except Exception as exc:  # never let a poll step raise into a timer
-            _finish(pending, "ERROR", f"Lost the render: {exc}")
-            continue
-        pending.state = status.state
-        pending.progress = float(status.progress)
-        if status.state == "done":
-            obj = bpy.data.objects.get(pending.object_name)
-            if obj is None:
-                _finish(pending, "ERROR", "The plane was deleted while its frames were rendered; nothing was changed.")
-                continue
-            try:
-                folder = apply_frames(obj, bpy.context.scene, status.result.frames, pending.frame_start)
-            except Exception as exc:
-                _finish(pending, "ERROR", f"Could not use the rendered frames ({exc}); the scene was not changed.")
-                continue
-            n = status.result.frames.shape[0]
-            _finish(pending, "INFO", f"{n} frames ({status.result.renderer} renderer) in "
-                                     f"{time.monotonic() - pending.started:.1f} s, saved in {folder}.")
-        elif status.state == "failed":
-            _, text = prediction.failure_text(status.error, pending.address)
-            _finish(pending, "ERROR", text + " The scene was not changed.")
-        elif status.state == "cancelled":
-            _finish(pending, "INFO", CANCELLED_MESSAGE)
-    return bool(RENDERS)
+    return prediction.poll_table(RENDERS, MESSAGES, what="render", while_doing="its frames were rendered",
+                                 apply_failed="Could not use the rendered frames ({exc}); the scene was not changed.",
+                                 on_done=_apply_render, cancelled=CANCELLED_MESSAGE)
 
 
 def cancel_render(object_name: str) -> bool:

@@ -168,11 +168,6 @@ def submit_prediction(obj, scene, prefs=None) -> Pending:
     return pending
 
 
-def _finish(pending: Pending, level: str, text: str) -> None:
-    PENDING.pop(pending.object_name, None)
-    MESSAGES[pending.object_name] = (level, text)
-
-
 def _result_volume(result, photo: np.ndarray):
     K, _, H, W = result.S.shape
     image = imaging.resize_rgb8(photo, W, H)
@@ -180,37 +175,57 @@ def _result_volume(result, photo: np.ndarray):
                                     source="predict", meta=dict(result.meta))
 
 
-def poll_jobs() -> bool:
-    """One poll step for every prediction in flight. Returns True while any is still running."""
-    for pending in list(PENDING.values()):
+def poll_table(table: dict, messages: dict, *, what: str, while_doing: str, apply_failed: str, on_done,
+               cancelled: str) -> bool:
+    """One poll step for every job in ``table`` (predictions, frame renders): progress, then at the
+    end a message in ``messages`` and the job dropped. ``on_done(pending, obj, result)`` applies a
+    finished job to its plane and returns the success text; if it raises, ``apply_failed`` (with
+    ``{exc}``) is the message and the scene is left as it was. Returns True while any job runs."""
+
+    def finish(pending, level: str, text: str) -> None:
+        table.pop(pending.object_name, None)
+        messages[pending.object_name] = (level, text)
+
+    for pending in list(table.values()):
         try:
             status = pending.job.poll()
         except Exception as exc:  # never let a poll step raise into a timer
-            _finish(pending, "ERROR", f"Lost the prediction: {exc}")
+            finish(pending, "ERROR", f"Lost the {what}: {exc}")
             continue
         pending.state = status.state
         pending.progress = float(status.progress)
         if status.state == "done":
             obj = bpy.data.objects.get(pending.object_name)
             if obj is None:
-                _finish(pending, "ERROR", "The plane was deleted while its motion was predicted; nothing was changed.")
+                finish(pending, "ERROR", f"The plane was deleted while {while_doing}; nothing was changed.")
                 continue
             try:
-                volume = _result_volume(status.result, pending.photo)
-                motion.apply_volume(obj, volume, bpy.context.scene)
+                text = on_done(pending, obj, status.result)
             except Exception as exc:
-                _finish(pending, "ERROR", f"Could not apply the predicted motion ({exc}); the scene was not changed.")
+                finish(pending, "ERROR", apply_failed.format(exc=exc))
                 continue
-            _undo_push("Predict Motion")
-            meta = status.result.meta or {}
-            note = " (untrained test model: the motion is meaningless)" if meta.get("untrained_test_model") else ""
-            _finish(pending, "INFO", f"Motion predicted in {time.monotonic() - pending.started:.1f} s{note}.")
+            finish(pending, "INFO", text)
         elif status.state == "failed":
             _, text = failure_text(status.error, pending.address)
-            _finish(pending, "ERROR", text + " The scene was not changed.")
+            finish(pending, "ERROR", text + " The scene was not changed.")
         elif status.state == "cancelled":
-            _finish(pending, "INFO", errors.CANCELLED_MESSAGE)
-    return bool(PENDING)
+            finish(pending, "INFO", cancelled)
+    return bool(table)
+
+
+def _apply_prediction(pending: Pending, obj, result) -> str:
+    motion.apply_volume(obj, _result_volume(result, pending.photo), bpy.context.scene)
+    _undo_push("Predict Motion")
+    untrained = (result.meta or {}).get("untrained_test_model")
+    note = " (untrained test model: the motion is meaningless)" if untrained else ""
+    return f"Motion predicted in {time.monotonic() - pending.started:.1f} s{note}."
+
+
+def poll_jobs() -> bool:
+    """One poll step for every prediction in flight. Returns True while any is still running."""
+    return poll_table(PENDING, MESSAGES, what="prediction", while_doing="its motion was predicted",
+                      apply_failed="Could not apply the predicted motion ({exc}); the scene was not changed.",
+                      on_done=_apply_prediction, cancelled=errors.CANCELLED_MESSAGE)
 
 
 def _undo_push(message: str) -> None:

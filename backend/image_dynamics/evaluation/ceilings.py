@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..motion.normalize import denormalize, normalize
+from ..motion.normalize import normalize
 from ..motion.resample import resample_volume
 
 __all__ = ["resolution_roundtrip", "vae_roundtrip", "wind_blind"]
@@ -36,11 +36,13 @@ def vae_roundtrip(S: np.ndarray, vae, scales, model_size: tuple[int, int]) -> np
     """The truth through the model's grid, the normalization and the VAE (encode mean, decode)."""
     import torch
 
+    from ..model.pipeline import volume_from_slices
+
     H, W = S.shape[-2:]
     x = torch.from_numpy(normalize(resample_volume(S, *model_size), scales))
     with torch.no_grad():
         y = vae.decode(vae.encode(x).mode()).cpu().numpy()
-    return resample_volume(denormalize(y, scales), W, H)
+    return volume_from_slices(y, scales, model_size, (W, H))  # the path every prediction takes
 
 
 def wind_blind(S: np.ndarray, level: float, guess: float) -> np.ndarray:

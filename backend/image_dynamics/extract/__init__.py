@@ -41,8 +41,4 @@ def __getattr__(name: str):
     return value
 
 
-__all__ = [
-    "DEFAULT_METHOD", "METHODS", "DenseShardDataset", "FilterSettings", "MotionStats", "VideoInfo",
-    "check_clip", "extract_folder", "extract_motion", "extract_volume", "make_flow", "motion_stats",
-    "parse_size", "probe_video", "read_frames", "rejection_reason", "spectral_from_frames", "write_video",
-]
+__all__ = sorted(_EXPORTS)

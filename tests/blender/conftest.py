@@ -1,4 +1,5 @@
-"""Real Blender (the ``bpy`` 5.0.1 module) with the extension built, installed and enabled.
+"""Real Blender (the ``bpy`` module: 5.0.1 in .venv, 4.2 LTS through scripts/test.sh's second pass)
+with the extension built, installed and enabled.
 
 The whole folder is skipped when the ``bpy`` module is not installed (it is a test-only
 dependency: ``pip install 'numpy<2' bpy==5.0.1`` in the venv). The root conftest points
@@ -8,6 +9,7 @@ bpy, so the extension lands in a throw-away user repository.
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import os
 import sys
@@ -27,6 +29,15 @@ os.environ.setdefault("MESA_SHADER_CACHE_DIR", str(REPO / "build" / "mesa-shader
 
 if importlib.util.find_spec("bpy") is None:
     collect_ignore_glob = ["test_*.py"]
+
+
+def pytest_report_header(config):
+    """Which Blender runs (the suite runs under two); from the metadata: importing bpy here would
+    come before the root conftest isolates Blender's user folders."""
+    try:
+        return f"bpy: {importlib.metadata.version('bpy')}"
+    except importlib.metadata.PackageNotFoundError:
+        return "bpy: not installed (the Blender tests are skipped)"
 
 
 @pytest.fixture(scope="session")

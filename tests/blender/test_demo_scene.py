@@ -11,7 +11,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from blender_helpers import evaluated, synthetic_volume, write_volume
+from blender_helpers import backend_exe, evaluated, synthetic_volume, write_volume
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "blender_demo_scene.py"
@@ -66,8 +66,7 @@ def test_demo_scene_renders_a_seamless_loop_and_saves_a_blend(addon, scene, exte
 
 
 def test_demo_without_a_model_says_so_before_starting_anything(tmp_path):
-    exe = Path(sys.executable).with_name("image-dynamics")
-    res = subprocess.run([str(exe), "demo", "--model", str(tmp_path), "--out", str(tmp_path / "out")],
+    res = subprocess.run([backend_exe(), "demo", "--model", str(tmp_path), "--out", str(tmp_path / "out")],
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 2
     assert "is not a saved motion predictor" in res.stderr and "config.json" in res.stderr

@@ -17,7 +17,6 @@ IoU >= 0.7. The model's rows are means over all seeds.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import platform
 import sys
@@ -27,15 +26,11 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
+from ..evaluation.report import default_dataset, write_json
 
 
 def _repo_root() -> Path:
     return Path(__file__).resolve().parents[3]
-
-
-def _default_data() -> str:
-    root = _repo_root() / "data" / "synth"
-    return str(root) if root.is_dir() else "data/synth"
 
 
 def _default_cache() -> str:
@@ -74,7 +69,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="score the predictor on held-out data against baselines",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=None, help="model folder (default: models/default, or $IMAGE_DYNAMICS_MODEL)")
-    p.add_argument("--data", default=_default_data(), help="shard dataset; its test split is scored (default data/synth)")
+    p.add_argument("--data", default=default_dataset(), help="shard dataset; its test split is scored (default data/synth)")
     p.add_argument("--limit", type=int, default=50, help="score the first N test pairs (default 50; 0 = all)")
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
     p.add_argument("--sampler", choices=SAMPLER_NAMES, default="ddim")
@@ -252,24 +247,9 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         out = Path(args.json)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(_strict_json(result), indent=2, allow_nan=False), encoding="utf-8")
+        write_json(out, result)
         print(f"\nwrote {out}")
     return 0
-
-
-def _strict_json(x):
-    """NaN / inf -> None and numpy scalars -> Python, so the file is strict JSON."""
-    if isinstance(x, dict):
-        return {str(k): _strict_json(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_strict_json(v) for v in x]
-    if isinstance(x, (np.floating, float)):
-        return float(x) if math.isfinite(float(x)) else None
-    if isinstance(x, np.integer):
-        return int(x)
-    if isinstance(x, np.bool_):
-        return bool(x)
-    return x
 
 
 def _print_table(r: dict, K: int) -> None:

@@ -48,12 +48,12 @@ def run(args: argparse.Namespace) -> int:
     from ..model.pipeline import MotionPredictor
     from ..synth.dataset import ShardDataset
     from ..synth.scene import make_scene, wind_level_distribution
-    from .evaluate import _default_data, _strict_json
+    from ..evaluation.report import default_dataset, write_json
 
     if args.limit < 0 or args.wind_draws < 1:
         raise UserError("--limit must be >= 0 and --wind-draws >= 1")
     torch.set_num_threads(max(1, args.threads))
-    data = args.data or _default_data()
+    data = args.data or default_dataset()
     manifest = Path(data) / "manifest.json"
     if not manifest.is_file():
         raise UserError(f"no shard dataset at {data}", "build one with: image-dynamics synth --dataset --out DIR")
@@ -114,6 +114,6 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         out = {"format": "image_dynamics.ceilings", "version": 1, "model": str(model_dir), "data": str(data),
                "vae": args.vae, "test_pairs": n, "median_wind_level_px": medians, "rows": rows, "limits": limits}
-        Path(args.json).write_text(json.dumps(_strict_json(out), indent=2, allow_nan=False), encoding="utf-8")
+        write_json(args.json, out)
         print(f"wrote {args.json}")
     return 0

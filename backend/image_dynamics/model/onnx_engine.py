@@ -265,8 +265,7 @@ def _check_graph(module, args, path: Path, input_names) -> float:
 
     with torch.no_grad():
         ref = module(*args).float().numpy()
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = max(1, torch.get_num_threads())
+    opts = session_options(max(1, torch.get_num_threads()))
     sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
     out = sess.run(None, {n: a.numpy() for n, a in zip(input_names, args)})[0]
     err = float(np.abs(out - ref).max())
@@ -277,6 +276,24 @@ def _check_graph(module, args, path: Path, input_names) -> float:
 
 
 # -- inference -------------------------------------------------------------------------------------
+def session_options(threads: int | None = None):
+    """ONNX Runtime session options for the predictor's graphs.
+
+    Idle intra-op threads sleep instead of spinning: between two denoiser calls the sampler runs
+    torch ops on torch's own threads, and spinning ORT threads steal those cores (10-step predict
+    on 2 cores: 2.7 s spinning, 2.0 s not; bench/predict_latency.py).
+    """
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if threads:
+        opts.intra_op_num_threads = int(threads)
+        opts.inter_op_num_threads = 1
+    return opts
+
+
 def _providers_for(device: str | None) -> list[str]:
     import onnxruntime as ort
 
@@ -368,11 +385,7 @@ class OnnxMotionEngine:
             raise OnnxExportError(f"the ONNX files in {self.onnx_dir} are for {self.manifest.get('resolution')}, "
                                   f"the model runs at {list(self.config.resolution)}")
         self.requested_providers = _providers_for(device)
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
-        if threads:
-            opts.intra_op_num_threads = int(threads)
-            opts.inter_op_num_threads = 1
+        opts = session_options(threads)
         self.sessions = {}
         for part, fname in GRAPH_FILES.items():
             path = self.onnx_dir / fname

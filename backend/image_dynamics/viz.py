@@ -5,10 +5,13 @@ Drawn with OpenCV only (no plotting library), RGB uint8 in and out.
 
 from __future__ import annotations
 
+import os
+
 import cv2
 import numpy as np
 
 from .motion.spectral import spectral_to_motion
+from .motion.volume_file import create_temp_beside
 
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 
@@ -92,6 +95,21 @@ def comparison_figure(image: np.ndarray, S_true: np.ndarray, S_est: np.ndarray, 
     return np.concatenate([row, plot], axis=0)
 
 
-def save_png(path: str, rgb: np.ndarray) -> None:
-    if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
-        raise OSError(f"could not write {path}")
+def save_png(path: str | os.PathLike, rgb: np.ndarray) -> None:
+    """Write an RGB uint8 picture as a PNG file, atomically: encoded in memory, written to a
+    unique temp file in the same folder, then renamed, so a crash never leaves half a picture.
+    Raises ``OSError`` when it cannot be written (the folder must exist)."""
+    ok, encoded = cv2.imencode(".png", cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise OSError(f"could not encode {path} as PNG")
+    fd, tmp = create_temp_beside(os.path.abspath(os.fspath(path)), ".partial.png")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(encoded.tobytes())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

@@ -127,3 +127,45 @@ def test_stale_export_is_refused(exported, tmp_path):
     shutil.copytree(exported / "onnx", other / "onnx")
     with pytest.raises(OnnxExportError, match="other weights"):
         OnnxMotionEngine(other)
+
+
+@pytest.mark.parametrize("damage, words", [
+    ("missing_side_file", "incomplete"),
+    ("garbage_manifest", "cannot be read"),
+    ("truncated_graph", "ONNX Runtime cannot load"),
+])
+def test_damaged_export_is_a_clear_error(exported, tmp_path, damage, words):
+    """Every file the manifest lists must be there, and a graph ONNX Runtime cannot parse is named."""
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(exported, model)
+    onnx_dir = model / "onnx"
+    manifest = json.loads((onnx_dir / MANIFEST_NAME).read_text())
+    if damage == "missing_side_file":
+        side = [f for f in manifest["parts"]["denoiser"]["files"] if f != "denoiser.onnx"]
+        assert side, "the dynamo exporter writes the weights beside the graph"
+        (onnx_dir / side[0]).unlink()
+    elif damage == "garbage_manifest":
+        (onnx_dir / MANIFEST_NAME).write_text('{"format": "image_dynamics.onnx_export", ')
+    else:
+        graph = onnx_dir / "denoiser.onnx"
+        graph.write_bytes(graph.read_bytes()[:200])
+    with pytest.raises(OnnxExportError, match=words):
+        OnnxMotionEngine(model, device="cpu", threads=1)
+
+
+def test_cli_names_a_damaged_export_without_a_traceback(run_cli, exported, tmp_path):
+    import shutil
+
+    import cv2
+
+    model = tmp_path / "model"
+    shutil.copytree(exported, model)
+    (model / "onnx" / "denoiser.onnx").write_bytes(b"\x08garbage")
+    photo_path = tmp_path / "p.png"
+    cv2.imwrite(str(photo_path), np.full((40, 60, 3), 128, np.uint8))
+    out = tmp_path / "o.npz"
+    r = run_cli("predict", photo_path, "--out", out, "--model", model, "--engine", "onnx", "--threads", "1", "--quiet")
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "denoiser.onnx" in r.stderr and "export-onnx" in r.stderr and not out.exists()

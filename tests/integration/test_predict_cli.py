@@ -72,6 +72,7 @@ def test_predict_writes_a_canonical_file_at_size_with_preview(run_cli, tiny_mode
     assert vol.image.shape == (40, 64, 3)
     assert vol.source == "predict"
     assert vol.meta["seed"] == 7 and vol.meta["steps"] == 3 and vol.meta["input_size"] == [100, 57]
+    assert vol.meta["threads"] == 1  # identical bytes need the same thread count: recorded
     assert vol.num_frames == 150 and vol.fps == 30.0
     pic = cv2.imread(str(preview))
     assert pic is not None and pic.shape[0] >= 200 and pic.shape[1] >= 3 * 200
@@ -120,6 +121,152 @@ def test_missing_model_and_bad_size_are_user_errors(run_cli, photo, tmp_path):
     assert r.returncode == 2 and "no model folder" in r.stderr and "Traceback" not in r.stderr
     r = run_cli("predict", photo, "--out", tmp_path / "o.npz", "--size", "64by40")
     assert r.returncode == 2 and "--size" in r.stderr and "Traceback" not in r.stderr
+
+
+def _one_error(r, *words):
+    """Exit 2, no traceback, one error line (plus its hint) naming ``words``."""
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert "Traceback" not in r.stderr
+    errors = [ln for ln in r.stderr.splitlines() if "error:" in ln]
+    assert len(errors) == 1 and all(w in errors[0] for w in words), r.stderr
+
+
+def _no_partials(folder: Path) -> None:
+    assert not [p for p in folder.rglob("*") if ".partial" in p.name]
+
+
+@pytest.mark.parametrize("case", ["folder", "proc", "under_a_file", "preview_folder"])
+def test_unwritable_outputs_are_refused_before_the_model_loads(run_cli, photo, tmp_path, case):
+    (tmp_path / "dir.npz").mkdir()
+    (tmp_path / "dir.png").mkdir()
+    (tmp_path / "plain").write_text("a file, not a folder")
+    out, extra, words = {
+        "folder": (tmp_path / "dir.npz", [], ("--out", "is a folder")),
+        "proc": ("/proc/x.npz", [], ("cannot write /proc/x.npz",)),
+        "under_a_file": (tmp_path / "plain" / "x.npz", [], ("cannot write", "not a folder")),
+        "preview_folder": (tmp_path / "o.npz", ["--preview", tmp_path / "dir.png"], ("--preview", "is a folder")),
+    }[case]
+    # The model folder does not exist either: the output check comes first, before any loading.
+    r = run_cli("predict", photo, "--out", out, "--model", tmp_path / "nowhere", *extra)
+    _one_error(r, *words)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.npz", "dir.png", "plain"]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_folder_is_refused(run_cli, photo, tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        r = run_cli("predict", photo, "--out", ro / "x.npz", "--model", tmp_path / "nowhere")
+        _one_error(r, "cannot write", "Permission denied")
+    finally:
+        ro.chmod(0o755)
+
+
+def test_out_in_new_folders_is_written_whole(run_cli, tiny_model, photo, tmp_path):
+    out = tmp_path / "new" / "deeper" / "m.npz"
+    r = _predict(run_cli, photo, out, tiny_model)
+    assert r.returncode == 0, r.stderr
+    assert load_volume(out).S.shape[0] == 16
+    _no_partials(tmp_path)
+
+
+@pytest.mark.parametrize("flag, value", [
+    ("--loop-strength", "nan"), ("--loop-strength", "inf"), ("--loop-strength", "1e30"), ("--loop-strength", "-1"),
+    ("--seed", "-1"), ("--seed", str(2**63)), ("--seed", str(2**64)),
+])
+def test_out_of_range_numbers_are_refused_before_sampling(run_cli, tiny_model, photo, tmp_path, flag, value):
+    out = tmp_path / "o.npz"
+    r = _predict(run_cli, photo, out, tiny_model, "--loop", f"{flag}={value}")
+    _one_error(r, flag)
+    assert "sampling" not in r.stderr and not out.exists()
+
+
+def test_largest_seed_is_accepted(run_cli, tiny_model, photo, tmp_path):
+    out = tmp_path / "o.npz"
+    r = _predict(run_cli, photo, out, tiny_model, "--steps", "1", "--seed", str(2**63 - 1))
+    assert r.returncode == 0, r.stderr
+    assert load_volume(out).meta["seed"] == 2**63 - 1
+
+
+@pytest.mark.parametrize("damage", ["truncated_weights", "garbage_config"])
+def test_damaged_model_is_a_user_error(run_cli, tiny_model, photo, tmp_path, damage):
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_model, bad)
+    if damage == "truncated_weights":
+        data = (bad / "model.safetensors").read_bytes()
+        (bad / "model.safetensors").write_bytes(data[:1000])
+    else:
+        (bad / "config.json").write_text("{ not json")
+    out = tmp_path / "o.npz"
+    r = _predict(run_cli, photo, out, bad)
+    _one_error(r, "cannot load the model")
+    assert "download the model again" in r.stderr and not out.exists()
+
+
+def test_extreme_sizes_need_8_px_sides_and_keep_the_preview_small(run_cli, tiny_model, tmp_path):
+    r = run_cli("predict", tmp_path / "any.png", "--out", tmp_path / "o.npz", "--size", "3000x1")
+    _one_error(r, "--size 3000x1 is too small")
+    # A 3000 x 8 photo: the default output is 48 x 8 (the tiny model's longer side), not 48 x 1 ...
+    wide = tmp_path / "wide.png"
+    cv2.imwrite(str(wide), np.random.default_rng(0).integers(0, 256, (8, 3000, 3), dtype=np.uint8))
+    out = tmp_path / "wide.npz"
+    r = _predict(run_cli, wide, out, tiny_model, "--steps", "1")
+    assert r.returncode == 0, r.stderr
+    assert (load_volume(out).width, load_volume(out).height) == (48, 8)
+    # ... and a 3000 x 8 output's preview has tiles of bounded width (not 90,000 px wide).
+    preview = tmp_path / "wide-preview.png"
+    r = _predict(run_cli, wide, out, tiny_model, "--steps", "1", "--size", "3000x8", "--preview", preview)
+    assert r.returncode == 0, r.stderr
+    pic = cv2.imread(str(preview))
+    assert pic is not None and pic.shape[1] <= 2 * 4 * 240 + 240 + 12
+
+
+def _fake_engine(S):
+    """A stand-in engine for in-process runs of ``predict`` (the CLI code around the model)."""
+    from image_dynamics.model.config import ModelConfig
+
+    class Engine:
+        config = ModelConfig.preset("tiny")
+        device = "cpu"
+
+        def predict(self, image, *, size, **kwargs):
+            return np.broadcast_to(S, (16, 2, size[1], size[0])).astype(np.complex64)
+
+    return Engine()
+
+
+def test_non_finite_prediction_is_not_written(monkeypatch, tiny_model, photo, tmp_path, capsys):
+    from image_dynamics import cli
+    from image_dynamics.commands import predict
+
+    monkeypatch.setattr(predict, "load_engine", lambda *a, **k: _fake_engine(np.complex64(np.nan)))
+    out = tmp_path / "o.npz"
+    code = cli.main(["predict", str(photo), "--out", str(out), "--quiet", "--threads", "1", "--model", str(tiny_model)])
+    err = capsys.readouterr().err
+    assert code == 2 and "NaN or Inf" in err and "nothing written" in err
+    assert not out.exists()
+    _no_partials(tmp_path)
+
+
+def test_preview_failing_after_the_volume_exits_1_and_keeps_it(monkeypatch, tiny_model, photo, tmp_path, capsys):
+    from image_dynamics import cli, viz
+    from image_dynamics.commands import predict
+
+    def disk_full(path, rgb):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(predict, "load_engine", lambda *a, **k: _fake_engine(np.complex64(0.5 + 0.25j)))
+    monkeypatch.setattr(viz, "save_png", disk_full)
+    out = tmp_path / "o.npz"
+    code = cli.main(["predict", str(photo), "--out", str(out), "--quiet", "--threads", "1", "--model", str(tiny_model),
+                     "--preview", str(tmp_path / "p.png")])
+    err = capsys.readouterr().err
+    assert code == 1 and "cannot write the preview" in err and "was written and is complete" in err
+    assert load_volume(out).S.shape == (16, 2, 27, 48)
 
 
 def test_ctrl_c_cancels_cleanly(tiny_model, photo, tmp_path):

@@ -541,6 +541,18 @@ def test_server_batches_queued_jobs_with_equal_options():
     assert not thread.is_alive()
 
 
+def test_serve_with_a_damaged_model_is_a_user_error(tmp_path, reference, run_cli):
+    """A truncated model.safetensors (safetensors raises its own SafetensorError): one clear line."""
+    folder = tmp_path / "damaged"
+    reference.save_pretrained(folder)
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    result = run_cli("serve", "--model", folder, "--bind", "tcp://127.0.0.1:0", "--threads", "1", timeout=60)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "cannot load the model" in result.stderr and "SafetensorError" in result.stderr
+    assert "download the model again" in result.stderr
+
+
 def test_engine_factory_loads_a_saved_model_folder(tmp_path, reference):
     from image_dynamics.errors import UserError
     from image_dynamics.protocol.messages import PredictOptions

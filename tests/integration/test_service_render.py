@@ -136,6 +136,9 @@ def test_malformed_render_requests_get_structured_errors(server):
     ("coords_mismatch", "bad_array", "columns"),
     ("loop_with_coords", "bad_option", "'loop'"),
     ("too_many_pixels", "too_large", "over the limit"),
+    # a tiny S with a big photo: S resampled to 4096 x 4096 would be 4 GiB (and 20+ GiB of temporaries)
+    ("volume_at_photo_size", "too_large", "at the photo's size"),
+    ("too_many_freqs", "bad_array", "frequencies"),
 ])
 def test_bad_render_requests_get_structured_errors(server, case, code, words, monkeypatch, tmp_path):
     image, S = photo(), volume()
@@ -148,11 +151,18 @@ def test_bad_render_requests_get_structured_errors(server, case, code, words, mo
         "coords_mismatch": {"coords": q[:, :8]},
         "loop_with_coords": {"coords": q, "loop": True},
         "too_many_pixels": {"frames": 3000},
+        "volume_at_photo_size": {"frames": 1},
+        "too_many_freqs": {"frames": 1, "volume_num_frames": 100_000},
     }[case]
     if case == "nan_volume":
         S[0, 0, 0, 0] = np.nan
     if case == "too_many_pixels":
         image = np.zeros((400, 400, 3), np.uint8)  # 3000 x 400 x 400 is over 64 Mi frame pixels
+    if case == "volume_at_photo_size":
+        image = np.zeros((4096, 4096, 3), np.uint8)  # within max_image_pixels; 1 frame is within max_render_pixels
+        S = np.zeros((16, 2, 8, 8), np.complex64)
+    if case == "too_many_freqs":  # K <= volume_num_frames // 2 = 50,000, but over the fixed cap
+        S = np.zeros((65, 2, 8, 8), np.complex64)
     srv = server
     if case == "no_splat":  # a backend whose renderer folder holds no trained weights
         monkeypatch.setenv("IMAGE_DYNAMICS_RENDERER", str(tmp_path / "no-renderer"))
@@ -164,6 +174,9 @@ def test_bad_render_requests_get_structured_errors(server, case, code, words, mo
             with pytest.raises(BackendError) as exc:
                 client.render_frames(image, S, timeout=30, **args)
             assert client.status()["jobs_in_flight"] == 0  # the job never existed
+            if case == "volume_at_photo_size":  # the backend is alive and serves the next request
+                assert client.render_frames(photo(), S, frames=2, renderer="mesh",
+                                            timeout=30).frames.shape == (2, 30, 40, 3)
     finally:
         if srv is not server:
             assert srv.stop() == 0

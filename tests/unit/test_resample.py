@@ -89,3 +89,22 @@ def test_resample_image_and_volume_object():
     small = resample_spectral_volume(vol, 8, 6)
     assert (small.width, small.height) == (8, 6) and small.image.shape == (6, 8, 3)
     assert small.meta["resampled_from"] == [16, 12] and small.source == "synth"
+
+
+def test_upsampling_holds_little_more_than_the_result():
+    """A small volume resampled to a large size allocates the result plus a few planes (one
+    frequency at a time), not float64 / complex128 copies of the whole result."""
+    import tracemalloc
+
+    rng = np.random.default_rng(2)
+    S = (rng.normal(size=(16, 2, 8, 8)) + 1j * rng.normal(size=(16, 2, 8, 8))).astype(np.complex64)
+    tracemalloc.start()
+    try:
+        out = resample_volume(S, 512, 384)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert out.shape == (16, 2, 384, 512) and out.dtype == np.complex64
+    assert peak < 1.25 * out.nbytes, (peak, out.nbytes)
+    # and it is the same resampling as one frequency on its own
+    np.testing.assert_array_equal(out[5:6], resample_volume(S[5:6], 512, 384))

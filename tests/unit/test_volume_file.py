@@ -114,3 +114,49 @@ def test_meta_is_plain_json(tmp_path):
     save_volume(tmp_path / "j.npz", make_volume())
     with np.load(tmp_path / "j.npz", allow_pickle=False) as data:
         assert json.loads(str(data["meta_json"])) == {"name": "tree", "seed": 7}
+
+
+def test_failed_or_interrupted_write_leaves_the_old_file_and_no_temp(tmp_path, monkeypatch):
+    path = tmp_path / "a.npz"
+    old = make_volume()
+    save_volume(path, old)
+    for exc in (KeyboardInterrupt(), OSError(28, "No space left on device")):
+        def broken(fh, **arrays):
+            fh.write(b"PK\x03\x04 half a zip")
+            raise exc
+
+        monkeypatch.setattr(np, "savez_compressed", broken)
+        with pytest.raises(type(exc)):
+            save_volume(path, make_volume(np.random.default_rng(5)))
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npz"]
+        np.testing.assert_array_equal(load_volume(path).S, old.S)
+
+
+def test_a_folder_is_not_overwritten(tmp_path):
+    (tmp_path / "d.npz").mkdir()
+    with pytest.raises(VolumeFileError, match="folder"):
+        save_volume(tmp_path / "d.npz", make_volume())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.npz"]
+
+
+def test_concurrent_writers_of_one_file_publish_whole_files(tmp_path):
+    """Each writer has its own temp file, so the file is always one writer's whole volume."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = tmp_path / "same.npz"
+    volumes = [make_volume(np.random.default_rng(i), H=40, W=50) for i in range(4)]
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda i: save_volume(path, volumes[i % 4]), range(24)))
+    got = load_volume(path).S
+    assert any(np.array_equal(got, v.S) for v in volumes)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["same.npz"]
+
+
+def test_written_file_has_the_usual_permissions(tmp_path):
+    import os
+    import stat
+
+    umask = os.umask(0o022)
+    os.umask(umask)
+    save_volume(tmp_path / "m.npz", make_volume())
+    assert stat.S_IMODE((tmp_path / "m.npz").stat().st_mode) == 0o666 & ~umask

@@ -6,17 +6,28 @@
 
 Resize policy (nothing is ever cropped; the volume covers the whole photo):
 
-* the networks see the photo stretched to the model's native resolution (e.g. 256 x 160);
+* the networks see the photo stretched to the model's native resolution (128 x 80 for
+  models/default);
 * the volume is resampled to the output size with the vectors rescaled per axis
   (``motion.resample``), so its displacements are in pixels of the written resolution;
 * the output size is ``--size WxH`` if given (the photo is stretched to it if the aspect differs),
   else the photo's aspect at the model's detail: the longer side equals the longer side of the
-  model's resolution (256 px for the shipped sizes), never larger than the photo itself. The
-  file's ``image`` is the photo at that size.
+  model's resolution (128 px for models/default), never larger than the photo itself (and no
+  side under 8 px). Upsampling the motion adds no detail, so the file stays small; ``animate``
+  and the Blender add-on resample it to the photo or mesh they draw. The file's ``image`` is the
+  photo at that size.
+
+Reproducibility: on the CPU, the same photo, model, options, --seed and --threads give a
+byte-identical file (same machine and software). The default --threads follows the current
+load, so pass --threads N when the bytes must match; the file's meta records the threads used.
 
 Inputs are checked before decoding: the format is recognised from the file's first bytes (PNG,
 JPEG, BMP, WebP or TIFF, whatever the file is called) and the pixel size is read from the header,
 so a 0 x 0 picture or a header claiming 100,000 px is refused without allocating it.
+
+Exit status: 0 done; 2 bad input, a model that cannot be loaded or an output that cannot be
+written (checked before sampling; nothing is written); 1 the volume was written but the preview
+was not; 130 cancelled with Ctrl-C (nothing written). Files are written whole or not at all.
 """
 
 from __future__ import annotations
@@ -36,13 +47,16 @@ import numpy as np
 from ..errors import UserError
 from ..devices import resolve_device
 from ..model.locate import resolve_model_dir
+from ..protocol.messages import MAX_SEED
 
-MIN_SIDE = 8  # pixels: smaller is not a photo
+MIN_SIDE = 8  # pixels: smaller is not a photo (also the least output side, as the server's min_output_side)
 MAX_SIDE = 30_000  # pixels per side
 MAX_PIXELS = 100_000_000  # 100 megapixels
 MAX_FILE_BYTES = 512 * 1024 * 1024
 MAX_OUTPUT_PIXELS = 2048 * 2048  # a K = 16 volume is 256 bytes per pixel: 1 GiB at this size
 DEFAULT_LOOP_SECONDS = 3.0
+MAX_LOOP_STRENGTH = 1000.0  # u: the paper's 200 with room; the default is 10 (model/loop_guidance.py)
+MAX_PREVIEW_TILE_ASPECT = 4  # a preview tile is at most 4x as wide as high (a 30000 x 8 output stays small)
 SUPPORTED = "PNG, JPEG, BMP, WebP or TIFF"
 
 
@@ -75,10 +89,11 @@ def load_engine(model_dir: Path, engine: str, device: str, threads: int | None =
     if engine == "torch":
         from ..model.pipeline import MotionPredictor
 
+        dev = resolve_device(device)
         try:
-            return MotionPredictor.from_pretrained(model_dir, device=resolve_device(device))
-        except (OSError, ValueError, RuntimeError) as exc:
-            raise UserError(f"cannot load the model in {model_dir}: {exc}") from exc
+            return MotionPredictor.from_pretrained(model_dir, device=dev)
+        except Exception as exc:  # safetensors, JSON and torch errors alike: a damaged or partial model folder
+            raise UserError(f"cannot load the model in {model_dir}: {_reason(exc)}", DAMAGED_MODEL_HINT) from exc
     if engine == "onnx":
         try:
             import onnxruntime  # noqa: F401
@@ -95,11 +110,25 @@ def load_engine(model_dir: Path, engine: str, device: str, threads: int | None =
                 eng = OnnxMotionEngine(model_dir, onnx_dir, device=dev, threads=threads)
         except OnnxExportError as exc:
             raise UserError(str(exc), f"run: image-dynamics export-onnx --model {model_dir}") from exc
+        except Exception as exc:  # config.json / scales.json / onnxruntime errors outside the export check
+            raise UserError(f"cannot load the model in {model_dir}: {_reason(exc)}", DAMAGED_MODEL_HINT) from exc
         if dev == "cuda" and eng.provider != "CUDAExecutionProvider":
             print(f"note: --device cuda asked for, but ONNX Runtime runs on {eng.provider} (onnxruntime-gpu is "
                   "missing or its CUDA libraries did not load)", file=sys.stderr)
         return eng
     raise UserError(f"unknown engine {engine!r}", "choose torch or onnx")
+
+
+DAMAGED_MODEL_HINT = ("the model files are damaged or incomplete: download the model again, or save it again "
+                      "from training (MotionPredictor.save_pretrained)")
+
+
+def _reason(exc: BaseException) -> str:
+    """One line naming what went wrong, for messages; library errors get their type too."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror + (f": {exc.filename}" if exc.filename else "")
+    text = " ".join(str(exc).split())[:300]
+    return text if isinstance(exc, (ValueError, FileNotFoundError)) and text else f"{type(exc).__name__}: {text}"
 
 
 # -- reading photos safely ------------------------------------------------------------------------------
@@ -242,6 +271,8 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
     w, h = int(m.group(1)), int(m.group(2))
     if w < 1 or h < 1:
         raise UserError(f"--size {w}x{h} has no pixels")
+    if w < MIN_SIDE or h < MIN_SIDE:
+        raise UserError(f"--size {w}x{h} is too small", f"sides need at least {MIN_SIDE} px")
     if w * h > MAX_OUTPUT_PIXELS or max(w, h) > MAX_SIDE:
         raise UserError(f"--size {w}x{h} is too large for a spectral volume",
                         f"at most {MAX_OUTPUT_PIXELS} pixels (a 16-frequency volume takes 256 bytes per pixel)")
@@ -249,9 +280,10 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
 
 
 def default_output_size(width: int, height: int, max_side: int) -> tuple[int, int]:
-    """The photo's size, scaled down (never up), aspect kept, so the longer side is <= ``max_side``."""
+    """The photo's size, scaled down (never up), aspect kept, so the longer side is <= ``max_side``;
+    no side under ``MIN_SIDE`` (a 30000 x 8 photo gives 128 x 8, not 128 x 1)."""
     f = min(1.0, max_side / max(width, height))
-    return max(1, int(round(width * f))), max(1, int(round(height * f)))
+    return max(MIN_SIDE, int(round(width * f))), max(MIN_SIDE, int(round(height * f)))
 
 
 # -- the preview picture ---------------------------------------------------------------------------------
@@ -288,7 +320,10 @@ def power_chart(power: np.ndarray, freqs_hz: np.ndarray, size: tuple[int, int]) 
 
 
 def preview_figure(image: np.ndarray, S: np.ndarray, num_frames: int, fps: float, tile_height: int = 240) -> np.ndarray:
-    """Photo | mean motion magnitude heat map | power per frequency, one row with captions."""
+    """Photo | mean motion magnitude heat map | power per frequency, one row with captions.
+
+    Tiles are ``tile_height`` high and keep the photo's aspect up to ``MAX_PREVIEW_TILE_ASPECT``
+    (wider photos are squeezed), so the figure's size is bounded whatever the output size."""
     import cv2
 
     from ..evaluation.metrics import mean_motion_magnitude_fast, power_per_frequency
@@ -297,7 +332,7 @@ def preview_figure(image: np.ndarray, S: np.ndarray, num_frames: int, fps: float
 
     H, W = image.shape[:2]
     scale = tile_height / H
-    tw = max(48, int(round(W * scale)))
+    tw = min(max(48, int(round(W * scale))), MAX_PREVIEW_TILE_ASPECT * tile_height)
     mag = mean_motion_magnitude_fast(S, num_frames)
     vmax = max(float(np.percentile(mag, 99.5)), 0.5)
     photo = cv2.resize(image, (tw, tile_height), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
@@ -323,21 +358,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("image", help=f"the photo ({SUPPORTED})")
     p.add_argument("--out", required=True, help="output spectral-volume file (.npz)")
     p.add_argument("--model", default=None, help="model folder (default: models/default, or $IMAGE_DYNAMICS_MODEL)")
-    p.add_argument("--seed", type=int, default=0, help="random seed: same seed, same motion (default 0)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="random seed, 0 to 2**63-1: same seed (and --threads), same motion (default 0)")
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's, 25)")
     p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance weight w (default: the model's, 1.75)")
     p.add_argument("--sampler", choices=SAMPLER_NAMES, default="ddim", help="sampler (default ddim)")
     p.add_argument("--loop", action="store_true", help="guide the sample towards a seamless loop of --loop-seconds")
     p.add_argument("--loop-seconds", type=float, default=DEFAULT_LOOP_SECONDS,
                    help=f"loop length for --loop (default {DEFAULT_LOOP_SECONDS:g} s)")
-    p.add_argument("--loop-strength", type=float, default=10.0, help="loop guidance strength u (default 10)")
+    p.add_argument("--loop-strength", type=float, default=10.0,
+                   help=f"loop guidance strength u, 0 to {MAX_LOOP_STRENGTH:g} (default 10)")
     p.add_argument("--size", default=None, metavar="WxH",
-                   help="output resolution (default: the photo's aspect, longer side = the model's, e.g. 256)")
+                   help="output resolution, sides of at least 8 px (default: the photo's aspect, longer side = "
+                        "the model's, 128 px for models/default, never more than the photo's)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to run (default auto)")
     p.add_argument("--engine", choices=("torch", "onnx"), default="torch", help="inference engine (default torch)")
     p.add_argument("--onnx-dir", default=None, help="ONNX files (default MODEL/onnx; see export-onnx)")
     p.add_argument("--threads", type=int, default=None,
-                   help="CPU threads (default: usable cores not busy; same seed and threads give identical bytes)")
+                   help="CPU threads (default: the usable cores not busy right now, so it varies with the load; "
+                        "identical bytes need the same seed AND the same --threads; the file records it)")
     p.add_argument("--preview", default=None, metavar="PNG", help="also draw photo | motion heat map | power per frequency")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -356,6 +395,39 @@ def _check_args(args) -> None:
         raise UserError(f"--loop-seconds must be in (0, 60], got {args.loop_seconds}")
     if args.threads is not None and args.threads < 1:
         raise UserError("--threads must be at least 1")
+    if not 0 <= args.seed <= MAX_SEED:  # torch's generator takes no more; negative seeds would alias others
+        raise UserError(f"--seed must be from 0 to 2**63-1, got {args.seed}")
+    if not (np.isfinite(args.loop_strength) and 0 <= args.loop_strength <= MAX_LOOP_STRENGTH):
+        raise UserError(f"--loop-strength must be from 0 to {MAX_LOOP_STRENGTH:g}, got {args.loop_strength}")
+    # The outputs are checked now, not after minutes of sampling.
+    check_writable(args.out, "--out", ".partial.npz")
+    if args.preview is not None:
+        check_writable(args.preview, "--preview", ".partial.png")
+
+
+def check_writable(path_text: str, flag: str, temp_suffix: str) -> None:
+    """``path_text`` can be written later: not a folder, its folder exists or can be made, and takes
+    new files. Probed by creating (and removing) a temp file there, as the write itself will, so
+    permissions, read-only file systems and places like /proc answer now as they would then."""
+    from ..motion.volume_file import create_temp_beside
+
+    path = Path(os.path.abspath(path_text))
+    if path.is_dir():
+        example = Path(path_text) / ("motion" + path.suffix)
+        raise UserError(f"{flag} {path_text} is a folder", f"name a file in it, e.g. {example}")
+    folder = path.parent
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"cannot write {path_text}: {existing} is not a folder")
+    try:
+        fd, tmp = create_temp_beside(str(existing / path.name), temp_suffix)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise UserError(f"cannot write {path_text}: cannot create files in {existing} ({exc.strerror or exc})",
+                        "choose a folder you can write to") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -374,8 +446,9 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..model.errors import SamplingCancelled
+    from ..model.onnx_engine import OnnxExportError
     from ..motion.resample import resample_image
-    from ..motion.volume_file import SpectralVolume, save_volume
+    from ..motion.volume_file import SpectralVolume, VolumeFileError, save_volume
 
     steps = args.steps if args.steps is not None else cfg.diffusion.num_sampling_steps
     where = engine.provider if args.engine == "onnx" else str(engine.device)
@@ -403,6 +476,8 @@ def run(args: argparse.Namespace) -> int:
         S = engine.predict(photo, seed=args.seed, steps=steps, guidance=args.guidance, loop_frames=loop_frames,
                            loop_strength=args.loop_strength, size=(out_w, out_h), sampler=args.sampler,
                            callback=on_step, should_stop=stop.is_set)
+    except OnnxExportError as exc:  # ONNX engine: the torch VAE weights for loop guidance
+        raise UserError(str(exc), DAMAGED_MODEL_HINT) from None
     except SamplingCancelled as exc:
         bar.close()
         print(f"image-dynamics predict: cancelled after {exc.step} of {exc.total} steps; nothing written",
@@ -413,6 +488,10 @@ def run(args: argparse.Namespace) -> int:
         if in_main:
             signal.signal(signal.SIGINT, old_handler)
     seconds = time.perf_counter() - t0
+    bad = int(np.count_nonzero(~np.isfinite(S)))
+    if bad:
+        raise UserError(f"the predicted motion has {bad} NaN or Inf values; nothing written",
+                        "lower --loop-strength or --guidance; if plain predictions do it too, the model is damaged")
 
     image = resample_image(photo, out_w, out_h)
     guidance = cfg.diffusion.guidance_scale if args.guidance is None else args.guidance
@@ -426,6 +505,7 @@ def run(args: argparse.Namespace) -> int:
         "loop_strength": args.loop_strength if args.loop else None,
         "engine": args.engine,
         "provider": where,
+        "threads": int(threads),  # identical bytes need the same thread count (see --threads)
         "model": str(model_dir),
         "preset": cfg.preset,
         "model_resolution": list(cfg.resolution),
@@ -435,14 +515,23 @@ def run(args: argparse.Namespace) -> int:
                          "with vectors rescaled per axis; no crop",
     }
     vol = SpectralVolume(S=S, fps=cfg.fps, num_frames=cfg.num_frames, image=image, source="predict", meta=meta)
-    save_volume(args.out, vol)
+    figure = preview_figure(image, S, cfg.num_frames, cfg.fps) if args.preview else None  # before anything is written
+    try:
+        save_volume(args.out, vol)
+    except (OSError, VolumeFileError) as exc:
+        raise UserError(f"cannot write {args.out}: {_reason(exc)}; nothing written",
+                        "choose a folder you can write to, with free space") from None
     print(f"wrote {args.out}: {S.shape[0]} frequencies, {out_w}x{out_h} px, in {seconds:.1f} s")
-    if args.preview:
+    if figure is not None:
         from ..viz import save_png
 
         try:
-            save_png(args.preview, preview_figure(image, S, cfg.num_frames, cfg.fps))
+            os.makedirs(os.path.dirname(os.path.abspath(args.preview)), exist_ok=True)
+            save_png(args.preview, figure)
         except OSError as exc:
-            raise UserError(f"cannot write the preview {args.preview}: {exc}") from exc
+            err = UserError(f"cannot write the preview {args.preview}: {_reason(exc)}",
+                            f"the volume {args.out} was written and is complete; only the preview is missing")
+            err.exit_code = 1  # not 2: the main output exists (see "Exit status" in --help)
+            raise err from None
         print(f"preview: {args.preview}")
     return 0

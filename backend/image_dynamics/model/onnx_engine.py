@@ -370,8 +370,11 @@ class OnnxMotionEngine:
         manifest_path = self.onnx_dir / MANIFEST_NAME
         if not manifest_path.is_file():
             raise OnnxExportError(f"no ONNX export in {self.onnx_dir} ({MANIFEST_NAME} is missing)")
-        self.manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        if self.manifest.get("format") != MANIFEST_FORMAT:
+        try:
+            self.manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:  # ValueError: bad JSON or bad UTF-8
+            raise OnnxExportError(f"{manifest_path} cannot be read ({exc}); export the model again") from None
+        if not isinstance(self.manifest, dict) or self.manifest.get("format") != MANIFEST_FORMAT:
             raise OnnxExportError(f"{manifest_path} is not an image_dynamics ONNX manifest")
         self.config = ModelConfig.from_json((self.model_dir / CONFIG_NAME).read_text(encoding="utf-8"))
         self.scales = FrequencyScales.load(self.model_dir / SCALES_NAME)
@@ -384,15 +387,35 @@ class OnnxMotionEngine:
         if list(self.manifest.get("resolution", [])) != list(self.config.resolution):
             raise OnnxExportError(f"the ONNX files in {self.onnx_dir} are for {self.manifest.get('resolution')}, "
                                   f"the model runs at {list(self.config.resolution)}")
+        self._check_files()
         self.requested_providers = _providers_for(device)
         opts = session_options(threads)
         self.sessions = {}
         for part, fname in GRAPH_FILES.items():
             path = self.onnx_dir / fname
-            if not path.is_file():
-                raise OnnxExportError(f"{path} is missing; export the model again")
-            self.sessions[part] = ort.InferenceSession(str(path), sess_options=opts, providers=self.requested_providers)
+            try:
+                self.sessions[part] = ort.InferenceSession(str(path), sess_options=opts,
+                                                           providers=self.requested_providers)
+            except Exception as exc:  # onnxruntime's InvalidProtobuf, NoSuchFile, Fail ...: plain Exceptions
+                detail = " ".join(str(exc).split())[:300]
+                raise OnnxExportError(f"ONNX Runtime cannot load {path} ({type(exc).__name__}: {detail}); "
+                                      "export the model again") from None
         self._torch_vae = None
+
+    def _check_files(self) -> None:
+        """Every graph, and every file the manifest lists with it (``.onnx.data`` weights), is there:
+        ONNX Runtime would otherwise fail on a missing side file with a bare "NoSuchFile"."""
+        parts = self.manifest.get("parts")
+        parts = parts if isinstance(parts, dict) else {}
+        missing = []
+        for part, fname in GRAPH_FILES.items():
+            entry = parts.get(part)
+            listed = entry.get("files") if isinstance(entry, dict) else None
+            names = [fname] + ([f for f in listed if isinstance(f, str)] if isinstance(listed, list) else [])
+            missing += [n for n in dict.fromkeys(names) if not (self.onnx_dir / n).is_file()]
+        if missing:
+            raise OnnxExportError(f"the ONNX export in {self.onnx_dir} is incomplete: {', '.join(missing)} "
+                                  f"{'is' if len(missing) == 1 else 'are'} missing; export the model again")
 
     # -- what runs where ----------------------------------------------------------------------
     @property
@@ -420,11 +443,15 @@ class OnnxMotionEngine:
                 raise OnnxExportError(f"loop guidance with ONNX needs the torch VAE weights in {self.weights_path}")
             vae = KLVAE(self.config.vae)
             state = {}
-            with safe_open(str(self.weights_path), framework="pt") as f:
-                for key in f.keys():
-                    if key.startswith("vae."):
-                        state[key[4:]] = f.get_tensor(key)
-            vae.load_state_dict(state, strict=True)
+            try:
+                with safe_open(str(self.weights_path), framework="pt") as f:
+                    for key in f.keys():
+                        if key.startswith("vae."):
+                            state[key[4:]] = f.get_tensor(key)
+                vae.load_state_dict(state, strict=True)
+            except Exception as exc:  # SafetensorError (damaged file), RuntimeError (other weights)
+                raise OnnxExportError(f"cannot read the VAE weights for loop guidance from {self.weights_path} "
+                                      f"({type(exc).__name__}: {str(exc)[:200]})") from None
             self._torch_vae = vae.eval()
         return self._torch_vae
 

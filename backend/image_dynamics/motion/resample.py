@@ -57,19 +57,30 @@ def _check_size(width: int, height: int) -> tuple[int, int]:
 
 
 def resample_volume(S, width: int, height: int) -> np.ndarray:
-    """Spectral volume (K, 2, H, W) complex -> (K, 2, height, width) complex64, vectors rescaled."""
+    """Spectral volume (K, 2, H, W) complex -> (K, 2, height, width) complex64, vectors rescaled.
+
+    One frequency at a time, into the preallocated result: the only full-size temporaries are one
+    frequency's four float32 planes (and one float64 plane while scaling), so resampling a small
+    volume up to a large photo costs the result plus a few planes, not several copies of it.
+    """
     S = np.asarray(S)
     if S.ndim != 4 or S.shape[1] != 2:
         raise ValueError(f"spectral volume must have shape (K, 2, H, W), got {S.shape}")
     width, height = _check_size(width, height)
     K, _, H, W = S.shape
-    planes = np.concatenate([S.real, S.imag], axis=0).astype(np.float32)  # (2K, 2, H, W)
-    hwc = planes.reshape(2 * K * 2, H, W).transpose(1, 2, 0)
-    out = _resize_hwc(np.ascontiguousarray(hwc), width, height)
-    out = out.transpose(2, 0, 1).reshape(2 * K, 2, height, width).astype(np.float64)
-    out[:, 0] *= width / W
-    out[:, 1] *= height / H
-    return (out[:K] + 1j * out[K:]).astype(np.complex64)
+    out = np.empty((K, 2, height, width), np.complex64)
+    ratios = (width / W, height / H)  # x vectors scale with the width, y vectors with the height
+    for k in range(K):
+        planes = np.empty((H, W, 4), np.float32)  # x.re, y.re, x.im, y.im
+        for axis in (0, 1):
+            planes[:, :, axis] = S[k, axis].real
+            planes[:, :, 2 + axis] = S[k, axis].imag
+        r = _resize_hwc(planes, width, height)
+        for axis in (0, 1):
+            # scaled in float64, then rounded once to float32 (as a float64 volume would be)
+            out[k, axis].real = r[:, :, axis].astype(np.float64) * ratios[axis]
+            out[k, axis].imag = r[:, :, 2 + axis].astype(np.float64) * ratios[axis]
+    return out
 
 
 def resample_image(image, width: int, height: int) -> np.ndarray:

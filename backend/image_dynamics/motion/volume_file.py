@@ -27,6 +27,9 @@ import numpy as np
 from .spectral import FPS, NUM_FRAMES, frequencies_hz
 
 
+PARTIAL_SUFFIX = ".partial.npz"  # names the temp files of unfinished writes (.gitignore has *.partial.npz)
+
+
 class VolumeFileError(ValueError):
     """A spectral-volume file is missing, unreadable or does not follow the convention."""
 
@@ -71,7 +74,12 @@ class SpectralVolume:
 
 
 def save_volume(path: str | os.PathLike, volume: SpectralVolume, compress: bool = True) -> None:
-    """Write ``volume`` as a canonical ``.npz`` (atomically: a crash never leaves half a file)."""
+    """Write ``volume`` as a canonical ``.npz`` (atomically: a crash never leaves half a file).
+
+    The file is written to a uniquely named temp file in the same folder, synced, then renamed
+    over ``path``; any failure (or Ctrl-C) removes the temp file. Raises ``VolumeFileError`` for a
+    name that is not ``*.npz`` or is a folder, ``OSError`` when the folder cannot be written.
+    """
     arrays: dict[str, np.ndarray] = {
         "S": volume.S.astype(np.complex64),
         "freqs_hz": volume.freqs_hz.astype(np.float32),
@@ -87,11 +95,41 @@ def save_volume(path: str | os.PathLike, volume: SpectralVolume, compress: bool 
     path = os.fspath(path)
     if not path.endswith(".npz"):
         raise VolumeFileError(f"spectral-volume files end in .npz, got {path!r}")
-    tmp = path[: -len(".npz")] + ".partial.npz"
+    if os.path.isdir(path):
+        raise VolumeFileError(f"{path} is a folder")
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    (np.savez_compressed if compress else np.savez)(tmp, **arrays)
-    os.replace(tmp, path)
+    fd, tmp = create_temp_beside(path)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            (np.savez_compressed if compress else np.savez)(fh, **arrays)
+            fh.flush()
+            os.fsync(fh.fileno())  # the bytes are on disk before the name points at them
+        os.replace(tmp, path)
+    except BaseException:  # Ctrl-C and disk-full alike: never leave the temp file behind
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def create_temp_beside(path: str, suffix: str = PARTIAL_SUFFIX) -> tuple[int, str]:
+    """A new, uniquely named ``STEM.<random><suffix>`` in ``path``'s folder: (fd open for writing, name).
+
+    Unique so that two writers of one file never share a temp file (each publishes a whole file;
+    the last rename wins). Created like any file (mode 0o666 less the umask, unlike ``mkstemp``'s
+    0o600), so the published file gets the usual permissions.
+    """
+    folder, name = os.path.split(path)
+    stem = (name[: -len(".npz")] if name.endswith(".npz") else name)[:100]  # stays within name limits
+    for _ in range(100):
+        tmp = os.path.join(folder, f"{stem}.{os.urandom(4).hex()}{suffix}")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"cannot find a free temporary name beside {path}")
 
 
 def load_volume(path: str | os.PathLike) -> SpectralVolume:

@@ -68,6 +68,10 @@ MAX_RENDER_FPS = 1000.0
 MAX_SPEED = 100.0
 MIN_SPEED = 0.01
 MAX_MAGNIFY = 100.0
+# Frequencies a render volume may have. The model's volumes have 16 (the paper's K); K is otherwise
+# bounded only by volume_num_frames // 2, which the client picks (up to 50,000), and the volume is
+# held at the photo's size while rendering, so K must have a fixed cap as well.
+MAX_RENDER_FREQS = 64
 IMAGE_DTYPES = ("uint8", "float32")
 IMAGE_CHANNELS = (1, 3, 4)
 
@@ -478,15 +482,17 @@ def _number_option(options: Mapping[str, Any], name: str, default: float, lo: fl
 
 
 def check_volume(S: np.ndarray, limits: Any, num_frames: int, request_id: str | None = None) -> None:
-    """A render request's spectral volume: complex64 (K, 2, h, w), 1 <= K <= num_frames // 2, h * w
-    within ``max_output_pixels``, finite."""
+    """A render request's spectral volume: complex64 (K, 2, h, w), 1 <= K <= min(num_frames // 2,
+    ``MAX_RENDER_FREQS``), h * w within ``max_output_pixels``, finite."""
     if S.dtype.name != "complex64" or S.ndim != 4 or S.shape[1] != 2:
         raise ProtocolError(ErrorCode.BAD_ARRAY, f"'S' must be complex64 of shape (K, 2, H, W), got {S.dtype.name} "
                             f"{list(S.shape)}", _VOLUME_HINT, request_id=request_id)
     K, _, h, w = S.shape
-    if not 1 <= K <= num_frames // 2:
-        raise ProtocolError(ErrorCode.BAD_ARRAY, f"'S' has {K} frequencies; 1 to {num_frames // 2} fit a "
-                            f"{num_frames}-frame volume", _VOLUME_HINT, request_id=request_id)
+    k_max = min(num_frames // 2, MAX_RENDER_FREQS)
+    if not 1 <= K <= k_max:
+        why = f"1 to {k_max} fit a {num_frames}-frame volume" if k_max < MAX_RENDER_FREQS else \
+            f"a render takes 1 to {MAX_RENDER_FREQS}"
+        raise ProtocolError(ErrorCode.BAD_ARRAY, f"'S' has {K} frequencies; {why}", _VOLUME_HINT, request_id=request_id)
     if min(h, w) < limits.min_output_side:
         raise ProtocolError(ErrorCode.BAD_ARRAY, f"'S' is {w} x {h}: sides must be at least {limits.min_output_side}",
                             request_id=request_id)
@@ -547,7 +553,9 @@ def parse_render(header: Mapping[str, Any], arrays: Mapping[str, np.ndarray], li
     """Validate a render request; returns (image as received, S, coords or None, options).
 
     ``limits`` needs the predict image / output limits plus ``max_render_frames`` and
-    ``max_render_pixels`` (frames x image pixels: the size of the reply). Raises ``ProtocolError``."""
+    ``max_render_pixels``, which bounds both frames x image pixels (the size of the reply) and
+    K x image pixels (the volume resampled to the photo's size, 16 bytes a value, which the server
+    holds while it renders). Raises ``ProtocolError``."""
     request_id = header.get("id")
     names = set(arrays)
     if not {"image", "S"} <= names or not names <= set(RENDER_ARRAYS):
@@ -575,6 +583,16 @@ def parse_render(header: Mapping[str, Any], arrays: Mapping[str, np.ndarray], li
         raise ProtocolError(ErrorCode.BAD_ARRAY, f"'coords' has {coords.shape[1]} columns but 'S' has {S.shape[0]} "
                             "frequencies", _VOLUME_HINT, request_id=request_id)
     h, w = image.shape[:2]
+    K = S.shape[0]
+    if K * h * w > limits.max_render_pixels:
+        # The server resamples S to the photo's size: K * 2 * h * w complex64 values, whatever
+        # size S arrives at (a tiny S with a 4096 x 4096 photo would be 4 GiB at K = 16).
+        raise ProtocolError(ErrorCode.TOO_LARGE, f"'S' at the photo's size {w} x {h} would hold {K} x {h * w} = "
+                            f"{K * h * w} values ({K * h * w * 16 / 2**30:.1f} GiB), over the limit of "
+                            f"{limits.max_render_pixels} (max_render_pixels)",
+                            f"send a photo of at most {limits.max_render_pixels // K} pixels ({K} frequencies): "
+                            "the frames come at the photo's size; the backend's --max-render-pixels raises the limit",
+                            request_id=request_id)
     if options.frames * h * w > limits.max_render_pixels:
         raise ProtocolError(ErrorCode.TOO_LARGE, f"{options.frames} frames of {w} x {h} are "
                             f"{options.frames * h * w} pixels, over the limit of {limits.max_render_pixels}",

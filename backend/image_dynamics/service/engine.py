@@ -231,7 +231,9 @@ def create_engine(*, model: str | os.PathLike | None = None, tiny_model: int | N
     folder = resolve_model_dir(model)  # --model, $IMAGE_DYNAMICS_MODEL or models/default
     try:
         predictor = MotionPredictor.from_pretrained(folder, device="cpu")
-    except (FileNotFoundError, ValueError, KeyError, RuntimeError) as exc:
-        raise UserError(f"cannot load the model in {folder}: {exc}",
-                        "pass a folder written by MotionPredictor.save_pretrained (training saves one)") from None
+    except Exception as exc:  # a damaged model.safetensors raises safetensors' own SafetensorError, bad JSON ValueError
+        detail = " ".join(str(exc).split())[:300]
+        raise UserError(f"cannot load the model in {folder}: {type(exc).__name__}: {detail}",
+                        "pass a folder written by MotionPredictor.save_pretrained (training saves one); if its files "
+                        "are damaged or incomplete, download the model again or save it again from training") from None
     return TorchMotionEngine(predictor, name=folder.name, device=device, untrained=False, card=_read_card(folder))

@@ -4,10 +4,12 @@
 validated request into frames:
 
 1. the volume is resampled to the photo's size if it differs (``motion.resample``: the vectors
-   scale with the grid), so the frames have the photo's size;
+   scale with the grid), so the frames have the photo's size; ``parse_render`` bounds that
+   volume (K x photo pixels <= ``max_render_pixels``) before the job is accepted;
 2. each frame's modal coordinates come from the request's ``coords`` or from its timing options
    (``motion.playback``: frames / fps / speed / loop, the same timing ``image-dynamics animate``
-   uses), and D = magnify * Re(sum_k S_k q_k);
+   uses), and D = magnify * Re(sum_k S_k q_k), computed a band of rows at a time (the sum runs
+   in float64, so whole-photo temporaries would be several times the volume's size);
 3. the renderer draws all frames in one call (its motion importance is the mean |D| over the
    clip), reporting progress per batch and checking the job's cancel flag before each batch.
 
@@ -29,6 +31,23 @@ from .engine import EngineOutOfMemory, JobCancelled, _is_oom
 __all__ = ["FrameService", "RENDERERS"]
 
 RENDERERS = ("splat", "mesh", "backward")
+_BAND_VALUES = 1 << 21  # volume values per band of rows in the displacement sum (32 MiB as complex128)
+
+
+def _banded_displacements(S: np.ndarray, coords: np.ndarray, magnify: float) -> np.ndarray:
+    """``playback.displacements`` a band of rows at a time: the same (N, 2, H, W) float32, with
+    float64 temporaries the size of one band instead of the whole photo."""
+    from ..motion.playback import displacements
+
+    K, _, H, W = S.shape
+    coords = np.asarray(coords)
+    rows = max(1, _BAND_VALUES // (max(K, coords.shape[0]) * 2 * W))
+    if rows >= H:
+        return displacements(S, coords, magnify)
+    D = np.empty((coords.shape[0], 2, H, W), np.float32)
+    for r0 in range(0, H, rows):
+        D[:, :, r0 : r0 + rows] = displacements(S[:, :, r0 : r0 + rows], coords, magnify)
+    return D
 
 
 class FrameService:
@@ -71,7 +90,7 @@ class FrameService:
 
     def render(self, image: np.ndarray, S: np.ndarray, coords: np.ndarray | None, options: RenderOptions,
                progress: Callable[[int, int, None], None], should_stop: Callable[[], bool]) -> tuple[np.ndarray, dict]:
-        from ..motion.playback import ClipTiming, clip_coordinates, displacements
+        from ..motion.playback import ClipTiming, clip_coordinates
         from ..motion.resample import resample_volume
         from ..render import Cancelled
 
@@ -84,7 +103,7 @@ class FrameService:
                 timing = ClipTiming(frames=options.frames, fps=options.fps, speed=options.speed,
                                     magnify=options.magnify, loop=options.loop)
                 coords = clip_coordinates(S.shape[0], timing, options.volume_fps, options.volume_num_frames)
-            D = displacements(S, coords, options.magnify)
+            D = _banded_displacements(S, coords, options.magnify)
             del S
             if should_stop():
                 raise JobCancelled("cancelled before rendering")

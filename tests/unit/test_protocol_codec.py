@@ -183,6 +183,26 @@ def test_errors_carry_the_request_id_when_readable():
     assert info.value.request_id is None
 
 
+def test_size_and_frame_count_errors_carry_the_request_id():
+    """The header is read first, so a client waiting on its job hears about a message too big."""
+    small = CodecLimits(max_header_bytes=200, max_message_bytes=1000, max_arrays=2)
+    for frames, code in [(frames_of(hdr(), b"\0" * 600, b"\0" * 600), ErrorCode.TOO_LARGE),  # each frame fits
+                         (frames_of(hdr(), b"\0" * 2000), ErrorCode.TOO_LARGE),
+                         (frames_of(hdr(), b"", b"", b""), ErrorCode.MALFORMED_MESSAGE)]:  # too many frames
+        with pytest.raises(ProtocolError) as info:
+            decode(frames, small)
+        assert (info.value.code, info.value.request_id) == (code, "j1")
+    big_header = frames_of({**hdr(), "pad": "x" * 300})  # over max_header_bytes: not read, so no id
+    with pytest.raises(ProtocolError) as info:
+        decode(big_header, small)
+    assert (info.value.code, info.value.request_id) == (ErrorCode.TOO_LARGE, None)
+    # max_message_bytes counts header and arrays together: exactly at the limit passes
+    frames = frames_of(hdr(arrays=[{"name": "image", "dtype": "uint8", "shape": [10]}]), b"\0" * 10)
+    exact = CodecLimits(max_header_bytes=200, max_message_bytes=len(frames[0]) + 10)
+    assert decode(frames, exact).arrays["image"].shape == (10,)
+    assert code_of(frames, CodecLimits(max_header_bytes=200, max_message_bytes=len(frames[0]) + 9)) is ErrorCode.TOO_LARGE
+
+
 # -- request validation ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(

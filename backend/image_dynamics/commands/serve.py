@@ -51,7 +51,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("limits (reported to clients in hello)")
     g.add_argument("--max-image-pixels", type=int, default=d.max_image_pixels, metavar="N")
     g.add_argument("--max-output-pixels", type=int, default=d.max_output_pixels, metavar="N")
-    g.add_argument("--max-message-mb", type=float, default=d.max_message_bytes / 2**20, metavar="MB")
+    g.add_argument("--max-message-mb", type=float, default=None, metavar="MB",
+                   help="one request, header and arrays (default: room for the largest request the pixel and frame "
+                        f"limits allow, {d.max_message_bytes // 2**20} at their defaults)")
+    g.add_argument("--max-unread-mb", type=float, default=None, metavar="MB",
+                   help="replies waiting for one connection that does not read them; past this its jobs are "
+                        f"cancelled (default: two of the largest replies, {d.max_unread_bytes // 2**20} at the defaults)")
     g.add_argument("--max-queue", type=int, default=d.max_queue, metavar="N", help="jobs waiting, all clients together")
     g.add_argument("--max-jobs-per-client", type=int, default=d.max_jobs_per_client, metavar="N")
     g.add_argument("--max-steps", type=int, default=d.max_steps, metavar="N")
@@ -60,7 +65,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--max-render-pixels", type=int, default=d.max_render_pixels, metavar="N",
                    help="frames x width x height of one render request (its reply is 3 bytes a pixel)")
     g.add_argument("--heartbeat-timeout", type=float, default=d.default_heartbeat_timeout_s, metavar="S",
-                   help="forget clients silent this long unless they declared their own (default: %(default)s)")
+                   help="forget clients silent this long unless they declared their own, 2 to 3600 "
+                        "(default: %(default)s)")
     s = p.add_argument_group("security")
     s.add_argument("--curve-secret", metavar="FILE", help="server .key_secret: encrypt with CurveZMQ (any address)")
     s.add_argument("--allowed-clients", metavar="DIR", help="folder of the public .key files of the clients allowed in")
@@ -87,27 +93,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import UserError
-    from ..service.limits import Limits
     from ..service.security import CurveSetup, check_bind_policy, parse_bind, warn_insecure
     from ..service.server import Server
 
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
                         format="image-dynamics serve: %(message)s")
     logging.getLogger("image_dynamics.service").setLevel(logging.INFO if args.verbose else logging.WARNING)
-    try:
-        limits = Limits(
-            max_image_pixels=args.max_image_pixels,
-            max_output_pixels=args.max_output_pixels,
-            max_message_bytes=int(args.max_message_mb * 2**20),
-            max_queue=args.max_queue,
-            max_jobs_per_client=args.max_jobs_per_client,
-            max_steps=args.max_steps,
-            max_render_frames=args.max_render_frames,
-            max_render_pixels=args.max_render_pixels,
-            default_heartbeat_timeout_s=args.heartbeat_timeout,
-        )
-    except ValueError as exc:
-        raise UserError(str(exc), "limits must be positive numbers") from None
+    limits = _limits(args)
 
     bind = parse_bind(args.bind)
     mode = check_bind_policy(bind, curve_secret=args.curve_secret, allowed_clients=args.allowed_clients,
@@ -154,6 +146,61 @@ def run(args: argparse.Namespace) -> int:
     server.serve(engine, frames=frames)
     print("image-dynamics serve: stopped", file=sys.stderr, flush=True)
     return 0
+
+
+# Limits field -> the flag that sets it, to name the flag in an error
+_LIMIT_FLAGS = {
+    "max_image_pixels": "--max-image-pixels", "max_output_pixels": "--max-output-pixels",
+    "max_message_bytes": "--max-message-mb", "max_unread_bytes": "--max-unread-mb", "max_queue": "--max-queue",
+    "max_jobs_per_client": "--max-jobs-per-client", "max_steps": "--max-steps",
+    "max_render_frames": "--max-render-frames", "max_render_pixels": "--max-render-pixels",
+    "default_heartbeat_timeout_s": "--heartbeat-timeout",
+}
+
+
+def _limits(args: argparse.Namespace):
+    """The ``Limits`` of the flags; a bad value is a ``UserError`` naming its flag (exit status 2)."""
+    import math
+
+    from ..errors import UserError
+    from ..service.limits import MIB, LimitError, Limits, largest_request_bytes, unread_bytes_for
+
+    def mebibytes(flag: str, value: float | None, default: int) -> int:
+        if value is None:
+            return default
+        if not math.isfinite(value) or value <= 0:  # int(inf) raises; NaN passes every comparison
+            raise UserError(f"{flag} must be a positive number of MiB, got {value}", f"pass e.g. {flag} 512")
+        return int(round(value * MIB))
+
+    # the byte budgets follow the pixel and frame limits unless set (clamped here: Limits names a bad one)
+    request = largest_request_bytes(max(1, args.max_image_pixels), max(1, args.max_output_pixels),
+                                    max(1, args.max_render_frames))
+    try:
+        limits = Limits(
+            max_image_pixels=args.max_image_pixels,
+            max_output_pixels=args.max_output_pixels,
+            max_message_bytes=mebibytes("--max-message-mb", args.max_message_mb, request),
+            max_unread_bytes=mebibytes("--max-unread-mb", args.max_unread_mb,
+                                       unread_bytes_for(max(1, args.max_output_pixels), max(1, args.max_render_pixels))),
+            max_queue=args.max_queue,
+            max_jobs_per_client=args.max_jobs_per_client,
+            max_steps=args.max_steps,
+            max_render_frames=args.max_render_frames,
+            max_render_pixels=args.max_render_pixels,
+            default_heartbeat_timeout_s=args.heartbeat_timeout,
+        )
+    except LimitError as exc:
+        flag = _LIMIT_FLAGS.get(exc.name)
+        if flag is None:  # pragma: no cover - every field without a flag keeps its valid default
+            raise UserError(str(exc), "fix the limit flags") from None
+        what = f"{flag} ({exc.name})" if flag.endswith("-mb") else flag  # the value is in bytes there
+        raise UserError(f"{what} {exc.rule}, got {exc.value}", f"fix {flag}; image-dynamics serve --help lists "
+                        "the limit flags") from None
+    if limits.max_message_bytes < request:
+        logging.getLogger("image_dynamics.service").warning(
+            "--max-message-mb %g is under the %d MiB the largest request the other limits allow needs: such "
+            "requests get too_large", args.max_message_mb, request // MIB)
+    return limits
 
 
 def _ray_engine(args: argparse.Namespace):

@@ -25,6 +25,11 @@ do). Every pong and hello reply carries the backend's ``instance`` id. A new ins
 backend restarted: jobs in flight fail with ``backend_restarted``; a backend that stops answering
 pings for ``timeout`` seconds fails them with ``backend_unreachable``. Either way the client
 opens a new DEALER socket and says hello again by itself, so the next request just works.
+A connection that drops and comes back (ZeroMQ reconnects by itself) is a new connection to the
+backend, which forgets the jobs of the old one: the client asks for ``status`` at once, and when it
+shows the same instance, the jobs it does not list fail with ``backend_unreachable`` (retryable). The backend's ZeroMQ drops a connection that sends a
+frame over its size limit; after ``hello`` the client refuses such a request before sending it
+(``too_large``), from the limits in the hello reply.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ import numpy as np
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from .codec import CodecLimits, decode, encode
+from .codec import CodecLimits, decode, encode, frame_bytes
 from .messages import (
     DEFAULT_ADDRESS,
     DEFAULT_HINTS,
@@ -163,6 +168,7 @@ class Job:
         self.error: BackendError | None = None
         self.cancel_reason: str | None = None
         self.cancel_requested = False
+        self.accepted = False  # the backend answered (accepted, progress or result): it has the job
 
     @property
     def done(self) -> bool:
@@ -192,7 +198,11 @@ class Job:
         self._client._send_quiet({"op": Op.CANCEL.value, "id": self.id})
 
     def wait(self, timeout: float | None = None) -> PredictResult | RenderResult:
-        """Block until the job ends; returns the result or raises ``BackendError``."""
+        """Block until the job ends; returns the result or raises ``BackendError``.
+
+        Without ``timeout`` this still ends: a live backend answers every job it was sent (an error
+        carries the job id), and a silent backend or a dropped connection fails the job (see the
+        module docstring)."""
         end = None if timeout is None else time.monotonic() + timeout
         while not self.done:
             left = 0.1 if end is None else min(0.1, end - time.monotonic())
@@ -221,6 +231,8 @@ class Job:
 
     def _handle(self, header: dict, arrays: dict[str, np.ndarray]) -> None:
         op = header.get("op")
+        if op in (Reply.ACCEPTED.value, Reply.PROGRESS.value, Reply.RESULT.value):
+            self.accepted = True
         if op == Reply.ACCEPTED.value:
             qp = header.get("queue_position")
             self.queue_position = qp if isinstance(qp, int) else None
@@ -334,6 +346,8 @@ class BackendClient:
         self._auto_hello: str | None = None
         self._last_ping = 0.0
         self._ping_outstanding_since: float | None = None
+        self._reconnect_probe: str | None = None  # the status request sent when the connection came back
+        self._cut_off: dict[str, Job] = {}  # jobs sent on a connection that dropped
         self._connected_once = False
         self._limits = CodecLimits(max_message_bytes=2**40)
         self.server_info: dict[str, Any] | None = None
@@ -406,13 +420,36 @@ class BackendClient:
         return f"{kind}-{self._prefix}-{next(self._counter)}"
 
     def _send(self, header: dict, arrays: dict[str, np.ndarray] | None = None) -> None:
+        self._send_frames(encode({"protocol": PROTOCOL_VERSION, **header}, arrays or {}))
+
+    def _send_frames(self, frames: list) -> None:
         if self._sock is None:
             raise BackendError(ErrorCode.BACKEND_UNREACHABLE, "the client is not connected", "call connect(address) first")
-        full = {"protocol": PROTOCOL_VERSION, **header}
         try:
-            self._sock.send_multipart(encode(full, arrays or {}), flags=zmq.NOBLOCK, copy=False)
+            self._sock.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
         except zmq.Again:
             raise BackendError(ErrorCode.BACKEND_UNREACHABLE, "cannot send to the backend: its send queue is full") from None
+
+    def _check_size(self, frames: list, job_id: str) -> None:
+        """Refuse a request over the limits of the last hello reply before sending it: the backend
+        answers a too-big message with too_large, but its ZeroMQ drops the connection on a frame over
+        max_message_bytes, and either way the bytes would cross the wire for nothing."""
+        limits = (self.server_info or {}).get("limits")
+        if not isinstance(limits, dict):
+            return  # no hello yet (or a backend that reports none): the backend checks
+        header_bytes = frame_bytes(frames[0]).nbytes
+        total = header_bytes + sum(frame_bytes(f).nbytes for f in frames[1:])
+        for size, name, what in ((header_bytes, "max_header_bytes", "header"),
+                                 (total, "max_message_bytes", "request (header and arrays)")):
+            limit = limits.get(name)
+            if isinstance(limit, int) and not isinstance(limit, bool) and size > limit:
+                raise BackendError(
+                    ErrorCode.TOO_LARGE,
+                    f"job {job_id} was not sent: its {what} is {size} bytes, over the backend's limit of {limit} "
+                    f"bytes ({name} in its hello reply)",
+                    "downscale the photo (uint8 RGB is a quarter of float32 RGBA) or send a smaller volume; the "
+                    "backend's --max-message-mb flag raises the limit",
+                    job_id=job_id)
 
     def _send_quiet(self, header: dict) -> None:
         try:
@@ -519,7 +556,9 @@ class BackendClient:
     def _start_job(self, op: Op, job_id: str, options: dict, arrays: dict[str, np.ndarray],
                    progress: ProgressCallback | None, timeout: float | None, kind: str) -> Job:
         job = Job(self, job_id, progress, None if timeout is None else time.monotonic() + float(timeout), kind=kind)
-        self._send({"op": op.value, "id": job_id, "options": options}, arrays)
+        frames = encode({"protocol": PROTOCOL_VERSION, "op": op.value, "id": job_id, "options": options}, arrays)
+        self._check_size(frames, job_id)
+        self._send_frames(frames)
         self._jobs[job_id] = job
         if self._last_ping == 0.0:
             self._last_ping = time.monotonic()
@@ -567,16 +606,41 @@ class BackendClient:
             kind = event.get("event")
             if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 if self._connected_once and (self._jobs or self.instance is not None):
-                    # A reconnection: the backend may have restarted. Ask at once (the pong says).
-                    self._send_ping()
+                    # A reconnection: the backend may have restarted. Ask at once (the reply's
+                    # instance says). Either way it sees a new connection and has forgotten the jobs
+                    # sent on the old one (a request that made its ZeroMQ drop the connection was
+                    # never read at all); status lists the jobs it has on the new one.
+                    self._cut_off.update(self._jobs)
+                    self._reconnect_probe = self._send_ping(Op.STATUS)
                 self._connected_once = True
 
-    def _send_ping(self) -> None:
+    def _send_ping(self, op: Op = Op.PING) -> str:
         now = time.monotonic()
         self._last_ping = now
         if self._ping_outstanding_since is None:
             self._ping_outstanding_since = now
-        self._send_quiet({"op": Op.PING.value, "id": self._new_id("ping")})
+        request_id = self._new_id(op.value)
+        self._send_quiet({"op": op.value, "id": request_id})
+        return request_id
+
+    def _fail_cut_off(self, alive: set) -> None:
+        """The backend answered on the new connection with the same instance: the jobs sent on the old
+        connection will never be answered. Fail them (retryable), but not those it lists in ``alive``
+        (sent while disconnected, they went out on the new connection)."""
+        for job in self._cut_off.values():
+            if job.done or job.id in alive:
+                continue
+            if job.accepted:
+                message = (f"the connection to the backend dropped while job {job.id} was in flight; the backend "
+                           "cancels the jobs of a closed connection")
+            else:
+                message = (f"the connection to the backend dropped before job {job.id} was accepted, so the backend "
+                           "never got it (its ZeroMQ drops the connection of a request over its max_message_bytes)")
+            job._fail(BackendError(ErrorCode.BACKEND_UNREACHABLE, message,
+                                   "submit the job again; if it fails again before being accepted, send a smaller "
+                                   "photo or volume", job_id=job.id))
+            self._jobs.pop(job.id, None)
+        self._cut_off.clear()
 
     def _housekeeping(self) -> None:
         now = time.monotonic()
@@ -600,6 +664,8 @@ class BackendClient:
         for job in list(self._jobs.values()):
             job._fail(BackendError(error.code, error.message, error.hint, job_id=job.id))
         self._jobs.clear()
+        self._cut_off.clear()
+        self._reconnect_probe = None
         self.reconnects += 1
         self._open_socket()
         self._auto_hello = self._new_id("hello")
@@ -627,6 +693,12 @@ class BackendClient:
         header, arrays = msg.header, msg.arrays
         op, rid = header.get("op"), header.get("id")
         self._ping_outstanding_since = None  # anything from the backend proves it is alive
+        if rid is not None and rid == self._reconnect_probe:
+            self._reconnect_probe = None
+            self._note_instance(header.get("instance"))  # a restart fails every job first
+            jobs = header.get("your_jobs") if op == Reply.STATUS.value else None
+            self._fail_cut_off({j.get("id") for j in jobs if isinstance(j, dict)} if isinstance(jobs, list) else set())
+            return
         if op == Reply.PONG.value:
             self._note_instance(header.get("instance"))
             if rid in self._replies:
@@ -646,5 +718,5 @@ class BackendClient:
             job._handle(header, arrays)
             if job.done:
                 self._jobs.pop(job.id, None)
-        elif op == Reply.ERROR.value:
+        elif op == Reply.ERROR.value:  # an error about a message whose id could not be read (or a past job)
             self.last_unrouted_error = header

@@ -43,7 +43,7 @@ MAX_NAME_LENGTH = 64
 @dataclass(frozen=True)
 class CodecLimits:
     max_header_bytes: int = 64 * 1024
-    max_message_bytes: int = 256 * 1024 * 1024
+    max_message_bytes: int = 513 * 1024 * 1024  # header + arrays; the server's default (service/limits.py)
     max_arrays: int = 8
 
 
@@ -115,16 +115,13 @@ def _unique_pairs(pairs):
 
 def decode_header(frames: Sequence[Any], limits: CodecLimits = CodecLimits(),
                   supported_versions: Sequence[int] = SUPPORTED_VERSIONS) -> tuple[dict[str, Any], list[memoryview]]:
-    """Frame-level and version checks; returns (header, buffer frames)."""
+    """Frame-level and version checks; returns (header, buffer frames).
+
+    The header (bounded by ``max_header_bytes``) is parsed before the frame count and total size are
+    checked, so that those errors carry the request id: a client waits on that id."""
     if not isinstance(frames, (list, tuple)) or not frames:
         raise ProtocolError(ErrorCode.MALFORMED_MESSAGE, "empty message: expected a JSON header frame")
     views = [frame_bytes(f) for f in frames]
-    if len(views) > 1 + limits.max_arrays:
-        raise ProtocolError(ErrorCode.MALFORMED_MESSAGE,
-                            f"message has {len(views)} frames; at most {1 + limits.max_arrays} (header + {limits.max_arrays} arrays)")
-    total = sum(v.nbytes for v in views)
-    if total > limits.max_message_bytes:
-        raise ProtocolError(ErrorCode.TOO_LARGE, f"message is {total} bytes; the limit is {limits.max_message_bytes} bytes")
     raw = views[0]
     if raw.nbytes == 0:
         raise ProtocolError(ErrorCode.MALFORMED_MESSAGE, "frame 0 (the header) is empty")
@@ -143,6 +140,14 @@ def decode_header(frames: Sequence[Any], limits: CodecLimits = CodecLimits(),
     if not isinstance(header, dict):
         raise ProtocolError(ErrorCode.MALFORMED_MESSAGE, f"header must be a JSON object, got {type(header).__name__}")
     request_id = header.get("id") if is_valid_id(header.get("id")) else None
+    if len(views) > 1 + limits.max_arrays:
+        raise ProtocolError(ErrorCode.MALFORMED_MESSAGE,
+                            f"message has {len(views)} frames; at most {1 + limits.max_arrays} (header + {limits.max_arrays} arrays)",
+                            request_id=request_id)
+    total = sum(v.nbytes for v in views)
+    if total > limits.max_message_bytes:
+        raise ProtocolError(ErrorCode.TOO_LARGE, f"message is {total} bytes (header and arrays); the limit is "
+                            f"{limits.max_message_bytes} bytes", request_id=request_id)
     version = header.get("protocol")
     if "protocol" not in header:
         raise ProtocolError(ErrorCode.BAD_HEADER, "header field 'protocol' (the protocol version) is missing",

@@ -13,6 +13,13 @@ Threads and sockets (zmq sockets are not thread-safe, so each lives in one threa
   (started / progress / done / cancelled / failed) go into a ``queue.SimpleQueue`` and a one-byte
   wake-up on an inproc PUSH socket (one per thread) tells the main loop to drain it.
 
+Memory. libzmq checks ZMQ_MAXMSGSIZE per frame and holds a whole multipart message before
+``recv_multipart`` returns, so the ROUTER's MAXMSGSIZE is the largest frame a request can need
+(``Limits.max_frame_bytes``) and its receive and send queues are a few messages deep
+(``_RCVHWM`` / ``_SNDHWM``). Replies that do not fit a connection's send queue wait in its outbox,
+capped at ``max_unread_bytes``: a connection past that has its jobs cancelled and its unread replies
+dropped (each request that loses its answer gets a small ``queue_full`` error instead).
+
 Cancel sets the job's ``threading.Event``; the engine's ``should_stop`` reads it before every
 sampling step, so a running job stops within one step. A client that disappears is noticed two
 ways: its connection closes (the ROUTER runs with ``ROUTER_MANDATORY``, so the next progress event
@@ -40,7 +47,7 @@ import zmq
 
 from .. import __version__
 from ..errors import UserError
-from ..protocol.codec import decode, encode
+from ..protocol.codec import decode, encode, frame_bytes
 from ..protocol.messages import (
     PROTOCOL_VERSION,
     SUPPORTED_VERSIONS,
@@ -66,8 +73,16 @@ from .security import BindAddress, CurveSetup
 __all__ = ["Server"]
 
 log = logging.getLogger("image_dynamics.service")
+_FINAL_REPLIES = (Reply.RESULT.value, Reply.CANCELLED.value, Reply.ERROR.value)
 _WAKE_ENDPOINT = "inproc://image-dynamics-worker-events-{}"
 _HOUSEKEEPING_S = 0.25
+# A few messages per connection: enough for a request and a ping in flight; more would only let
+# one connection park more (up to max_message_bytes each) in memory before the server sees it.
+_RCVHWM = 4
+# Results and progress queue in libzmq up to this many per connection; with ROUTER_MANDATORY a full
+# queue is EAGAIN (not a silent drop), and the message goes to the connection's outbox instead.
+_SNDHWM = 4
+_OUTBOX_OVERHEAD = 1024  # bytes charged per waiting message on top of its frames (Python objects)
 
 
 @dataclass(eq=False)
@@ -92,6 +107,15 @@ class _Job:
         return self.options.frames if isinstance(self.options, RenderOptions) else None
 
 
+@dataclass
+class _Waiting:
+    """A reply waiting in a client's outbox: its frames, their cost, and the request it ends (if any)."""
+
+    frames: list
+    cost: int
+    ends: str | None  # the id of the request a result / cancelled / error answers for good
+
+
 @dataclass(eq=False)
 class _Client:
     identity: bytes
@@ -99,7 +123,8 @@ class _Client:
     heartbeat_timeout: float
     name: str = ""
     jobs: dict[str, _Job] = field(default_factory=dict)
-    outbox: collections.deque = field(default_factory=collections.deque)
+    outbox: collections.deque = field(default_factory=collections.deque)  # of _Waiting
+    outbox_bytes: int = 0
 
 
 class Server:
@@ -117,7 +142,9 @@ class Server:
         self.router = self._ctx.socket(zmq.ROUTER)
         self.router.setsockopt(zmq.LINGER, 1000)
         self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        self.router.setsockopt(zmq.MAXMSGSIZE, limits.hard_message_bytes)
+        self.router.setsockopt(zmq.MAXMSGSIZE, limits.max_frame_bytes)  # no legitimate frame is bigger
+        self.router.setsockopt(zmq.RCVHWM, _RCVHWM)  # (before bind: pipes take the HWM when created)
+        self.router.setsockopt(zmq.SNDHWM, _SNDHWM)
         self.router.setsockopt(zmq.HEARTBEAT_IVL, 2000)
         self.router.setsockopt(zmq.HEARTBEAT_TIMEOUT, 6000)
         self.router.setsockopt(zmq.HEARTBEAT_TTL, 6000)
@@ -269,17 +296,22 @@ class Server:
         except (TypeError, ValueError):  # pragma: no cover - a bug in the server, not the client
             log.exception("cannot encode a reply")
             return False
-        return self._send_frames(identity, frames, reliable)
+        ends = header.get("id") if header.get("op") in _FINAL_REPLIES else None
+        return self._send_frames(identity, frames, reliable, ends)
 
-    def _send_frames(self, identity: bytes, frames: list, reliable: bool) -> bool:
+    def _send_frames(self, identity: bytes, frames: list, reliable: bool, ends: str | None = None) -> bool:
+        client = self._clients.get(identity)
+        if client is not None and client.outbox and not self._flush(client):
+            if reliable:  # keep the order: nothing overtakes a waiting reply
+                self._park(client, frames, ends)
+            return False
         try:
             self.router.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
             self.stats["sent"] += 1
             return True
         except zmq.Again:  # the client's pipe is full: keep results, drop progress
-            client = self._clients.get(identity)
             if reliable and client is not None:
-                client.outbox.append(frames)
+                self._park(client, frames, ends)
             return False
         except zmq.ZMQError as exc:
             if exc.errno == zmq.EHOSTUNREACH:
@@ -288,18 +320,73 @@ class Server:
                 log.error("cannot send to client %s: %s", identity.hex(), exc)
             return False
 
+    def _park(self, client: _Client, frames: list, ends: str | None) -> None:
+        """Queue a reply for a client whose send queue is full, within ``max_unread_bytes``."""
+        cost = sum(frame_bytes(f).nbytes for f in frames[1:]) + _OUTBOX_OVERHEAD
+        if client.outbox_bytes + cost > self.limits.max_unread_bytes:
+            # libzmq learns that its I/O thread drained a pipe only when the socket processes commands,
+            # which sends do at most once a millisecond: ask (ZMQ_EVENTS processes them) and flush
+            # first, so a burst of results to a client that does read is not taken for an unread pile
+            self.router.getsockopt(zmq.EVENTS)
+            self._flush(client)
+        if client.outbox_bytes + cost > self.limits.max_unread_bytes:
+            self._drop_unread(client, cost, ends)
+            return
+        client.outbox.append(_Waiting(frames, cost, ends))
+        client.outbox_bytes += cost
+
+    def _drop_unread(self, client: _Client, incoming: int, ends: str | None) -> None:
+        """A client left more than ``max_unread_bytes`` of replies unread: cancel its jobs and drop those
+        replies (bounding the server's memory), and leave one small error per request that lost its
+        answer, so the client learns what happened whenever it reads again."""
+        lost = [w.ends for w in client.outbox if w.ends is not None] + ([ends] if ends is not None else [])
+        in_flight = list(client.jobs.values())
+        unread = client.outbox_bytes + incoming
+        log.warning("client %s (%s) left %d bytes of replies unread (limit %d): cancelling its %d job(s) and "
+                    "dropping %d unread replies", client.identity.hex(), client.name or "unnamed", unread,
+                    self.limits.max_unread_bytes, len(in_flight), len(client.outbox) + 1)
+        self.stats["clients_dropped_unread"] += 1
+        client.outbox.clear()
+        client.outbox_bytes = 0
+        for job in in_flight:
+            self._cancel_job(job, CancelReason.CLIENT_GONE.value, notify=False)
+        client.jobs.clear()  # running jobs report back later; their client no longer owns them
+        # a notice ends its request too (so a later drop keeps it); the newest few are kept, which bounds
+        # them for a connection that never reads (a live client has at most max_jobs_per_client jobs)
+        ids = list(dict.fromkeys(lost + [job.id for job in in_flight]))[-4 * self.limits.max_jobs_per_client:]
+        for rid in ids:
+            header = error_header(
+                ErrorCode.QUEUE_FULL,
+                f"the answer to {rid!r} was dropped: this connection left {unread} bytes of replies unread (limit "
+                f"{self.limits.max_unread_bytes}), so the backend cancelled its jobs",
+                "read replies as they arrive (the reference client: keep calling poll() or wait()), then submit "
+                "the job again",
+                request_id=rid)
+            frames = [client.identity, *encode(header)]
+            cost = sum(len(f) for f in frames[1:]) + _OUTBOX_OVERHEAD
+            client.outbox.append(_Waiting(frames, cost, rid))
+            client.outbox_bytes += cost
+
     def _flush_outboxes(self) -> None:
         for client in list(self._clients.values()):
-            while client.outbox:
-                frames = client.outbox[0]
-                try:
-                    self.router.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
-                except zmq.Again:
-                    break
-                except zmq.ZMQError:
-                    self._client_gone(client.identity)
-                    break
-                client.outbox.popleft()
+            if client.outbox:
+                self._flush(client)
+
+    def _flush(self, client: _Client) -> bool:
+        """Send what waits in the client's outbox, in order; True once it is empty."""
+        while client.outbox:
+            waiting = client.outbox[0]
+            try:
+                self.router.send_multipart(waiting.frames, flags=zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return False
+            except zmq.ZMQError:
+                self._client_gone(client.identity)
+                return False
+            client.outbox.popleft()
+            client.outbox_bytes -= waiting.cost
+            self.stats["sent"] += 1
+        return True
 
     def _send_error(self, identity: bytes, err: ProtocolError) -> None:
         self.stats["errors"] += 1
@@ -374,8 +461,9 @@ class Server:
             elif op is Op.CANCEL:
                 self._on_cancel(client, msg.header)
             elif op is Op.BYE:
+                cancelled = len(client.jobs)  # counted first: cancelling removes the queued ones
                 self._cancel_client_jobs(client, CancelReason.CLIENT.value, notify=False)
-                self._send(identity, {"op": Reply.BYE.value, "id": msg.header["id"], "cancelled": len(client.jobs)})
+                self._send(identity, {"op": Reply.BYE.value, "id": msg.header["id"], "cancelled": cancelled})
                 self._clients.pop(identity, None)
         except ProtocolError as err:
             self._send_error(identity, err)

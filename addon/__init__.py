@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import bpy
 
-from . import backend_process, frame_render, panels, prediction, preferences, properties
+from . import backend_process, frame_render, motion, panels, prediction, preferences, properties
 from .operators import classes as operator_classes
 
 classes = (
@@ -27,13 +27,17 @@ classes = (
 )
 
 
+_TIMERS = (prediction.timer_step, frame_render.timer_step, prediction.watch_step)
+
+
 @bpy.app.handlers.persistent
 def _on_load_pre(*_args):
-    # The objects of the file being left are about to disappear: forget their predictions.
+    # The objects of the file being left are about to disappear: forget their jobs.
     prediction.cancel_all()
     prediction.MESSAGES.clear()
     frame_render.cancel_all()
     frame_render.MESSAGES.clear()
+    motion.UPDATE_ERRORS.clear()
 
 
 def register() -> None:
@@ -47,14 +51,15 @@ def register() -> None:
 def unregister() -> None:
     if _on_load_pre in bpy.app.handlers.load_pre:
         bpy.app.handlers.load_pre.remove(_on_load_pre)
-    if bpy.app.timers.is_registered(prediction.timer_step):
-        bpy.app.timers.unregister(prediction.timer_step)
-    if bpy.app.timers.is_registered(frame_render.timer_step):
-        bpy.app.timers.unregister(frame_render.timer_step)
+    for timer in _TIMERS:
+        if bpy.app.timers.is_registered(timer):
+            bpy.app.timers.unregister(timer)
     prediction.cancel_all()
     frame_render.cancel_all()
+    prediction.stop_connects()  # their threads close their own sockets
     prediction.close_clients()
-    backend_process.LOCAL.stop()
+    backend_process.LOCAL.stop(timeout=3.0)  # blocks at most ~5 s, only if it ignores SIGTERM
+    motion.UPDATE_ERRORS.clear()
     properties.unregister_properties()
     for cls in reversed(classes):
         bpy.utils.unregister_class(cls)

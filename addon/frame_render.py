@@ -4,8 +4,11 @@ For shots where the deformed mesh stretches, the backend's image-based renderer 
 draws the photo's frames instead. ``submit_render`` sends the plane's photo, its spectral volume
 (times the Pin Border weights when the plane pins its outline) and the modal coordinates of every
 scene frame - read back from the keyframed modifier inputs, so the frames show exactly the motion
-the mesh shows (loop, pokes and wind), times the modifier's Magnify - and returns at once. ``poll_renders()`` is the one poll step (a ``bpy.app.timers``
-function calls it; tests call it directly). When frames arrive they are written as PNGs into a
+the mesh shows (loop, pokes and wind), times the modifier's Magnify - and returns at once; the
+request goes out from the poll step once the backend said hello (``prediction`` explains the
+phases), with the photo shrunk if frames x pixels would pass the backend's ``max_render_pixels``.
+``poll_renders()`` is the one poll step (a ``bpy.app.timers`` function calls it; tests call it
+directly). When frames arrive they are written as PNGs into a
 new folder next to the .blend (``//image_dynamics_frames/``; a temporary folder for an unsaved
 file; never the extension's folder), loaded as an image sequence on the plane's Image Texture
 node (frame_start = the scene's first frame, cyclic), and the Geometry Nodes displacement is
@@ -20,7 +23,7 @@ import re
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import bpy
 import numpy as np
@@ -28,7 +31,7 @@ import numpy as np
 from . import geometry_nodes as gn
 from . import keyframes, motion, prediction
 from .core import grid as G
-from .core import png
+from .core import imaging, jobs, png
 from .preferences import get_prefs
 
 POLL_INTERVAL = 0.2
@@ -37,21 +40,19 @@ FRAME_PATTERN = "frame_{:04d}.png"  # Blender reads the number as the sequence f
 SEQUENCE_TAG = "image_dynamics_frames"  # custom property on the images this module makes
 
 CANCELLED_MESSAGE = "Rendering cancelled; the scene was not changed."
+# A render's size is frames x photo pixels: the fix is the frame range or the photo size, not
+# the motion resolution that errors.describe_failure suggests for predictions.
+TOO_LARGE_MESSAGE = ("The frames are too large for this backend ({message}): shorten the frame range, or lower "
+                     "Photo Size Sent in the add-on preferences.")
 
-RENDERS: dict[str, "PendingRender"] = {}
-MESSAGES: dict[str, tuple[str, str]] = {}
+RENDERS: dict[int, "PendingRender"] = {}  # plane session_uid -> its render
+MESSAGES: dict[int, tuple[str, str]] = {}
 
 
 @dataclass
-class PendingRender:
-    object_name: str
-    job: object
-    address: str
-    frame_start: int
-    frames: int
-    started: float = field(default_factory=time.monotonic)
-    progress: float = 0.0
-    state: str = "queued"
+class PendingRender(prediction.Pending):
+    frame_start: int = 1
+    frames: int = 0
 
 
 def plane_coordinates(obj, frames: np.ndarray) -> np.ndarray:
@@ -77,10 +78,30 @@ def plane_coordinates(obj, frames: np.ndarray) -> np.ndarray:
     return (q * values(gn.MAGNIFY)[:, None]).astype(np.complex64)
 
 
+def fit_photo(photo: np.ndarray, frames: int, modes: int, limits: dict) -> tuple[np.ndarray, str]:
+    """The photo to send for ``frames`` frames of a ``modes``-frequency volume within the backend's
+    hello ``limits`` (the aspect ratio kept), and a note for the user when it had to be shrunk.
+    Raises ``PredictionError`` when no size fits."""
+    h, w = photo.shape[:2]
+    try:
+        fw, fh = jobs.fit_render_size(w, h, frames, limits.get("max_render_pixels"), limits.get("max_render_frames"),
+                                      modes)
+    except jobs.RenderTooLarge as exc:
+        raise prediction.PredictionError("too_large", exc.text) from None
+    if (fw, fh) == (w, h):
+        return photo, ""
+    small = imaging.downscale_rgb8(photo, max(fw, fh) * 2)  # box filter first: bilinear alone would alias
+    return imaging.resize_rgb8(small, fw, fh), (f" The frames are {fw} x {fh}, smaller than the photo sent "
+                                                f"({w} x {h}), to fit the backend's limit of "
+                                                f"{limits.get('max_render_pixels')} pixels per render.")
+
+
 def submit_render(obj, scene, renderer: str | None = None, prefs=None) -> PendingRender:
-    """Ask the backend for the plane's frames over the scene's frame range (scene untouched)."""
+    """Start rendering the plane's frames over the scene's frame range; returns the pending job
+    at once (scene untouched)."""
     prefs = prefs or get_prefs()
-    if obj.name in RENDERS:
+    key = prediction.plane_key(obj)
+    if key in RENDERS:
         raise prediction.PredictionError("busy", f"Frames of {obj.name} are already being rendered.")
     props = obj.image_dynamics
     volume = motion.get_volume(obj)
@@ -90,25 +111,29 @@ def submit_render(obj, scene, renderer: str | None = None, prefs=None) -> Pendin
     f0, f1 = int(scene.frame_start), int(scene.frame_end)
     frames = np.arange(f0, f1 + 1, dtype=np.float64)
     coords = plane_coordinates(obj, frames)
-    address = prediction.ensure_backend(prefs)
-    info = prediction.hello(address, prefs.timeout)
-    available = (info.get("rendering") or {}).get("renderers")
-    if not available:
-        raise prediction.PredictionError("unsupported", "This backend cannot render frames: update it.")
-    if renderer is not None and renderer not in available:
-        raise prediction.PredictionError("bad_option", f"The backend has no {renderer} renderer "
-                                                       f"(it offers {', '.join(available)}).")
     photo = prediction.photo_pixels(props.image, prefs.max_photo_side)
     S = volume.S
     if props.pin_border:  # the mesh pins its outline in Geometry Nodes; the frames must match it
         K, _, H, W = S.shape
         S = S * G.pin_weight_image(motion.plane_grid(obj), W, H, props.pin_width)[None, None]
-    client = prediction.get_client(address, prefs.timeout)
-    job = client.submit_render(photo, S, coords=coords, fps=motion.scene_fps(scene), renderer=renderer,
-                               volume_fps=volume.fps, volume_num_frames=volume.num_frames)
-    pending = PendingRender(obj.name, job, address, f0, len(frames))
-    RENDERS[obj.name] = pending
-    MESSAGES[obj.name] = ("INFO", "Frames queued...")
+    fps, volume_fps, volume_num_frames = motion.scene_fps(scene), volume.fps, volume.num_frames
+
+    def launch(client, info: dict, pending: PendingRender):
+        available = (info.get("rendering") or {}).get("renderers")
+        if not available:
+            raise prediction.PredictionError("unsupported", "This backend cannot render frames: update it.")
+        if renderer is not None and renderer not in available:
+            raise prediction.PredictionError("bad_option", f"The backend has no {renderer} renderer "
+                                                           f"(it offers {', '.join(available)}).")
+        sent, pending.note = fit_photo(photo, len(frames), S.shape[0], info.get("limits") or {})
+        return client.submit_render(sent, S, coords=coords, fps=fps, renderer=renderer, volume_fps=volume_fps,
+                                    volume_num_frames=volume_num_frames)
+
+    address, local = prediction.backend_target(prefs)
+    pending = PendingRender(key, obj.name, launch, local, float(prefs.timeout), address=address, frame_start=f0,
+                            frames=len(frames))
+    prediction.start_pending(pending, MESSAGES, "frame render")
+    RENDERS[key] = pending
     return pending
 
 
@@ -207,31 +232,33 @@ def restore_mesh_motion(obj) -> bool:
         mod.show_render = True
     if frames.users == 0:
         bpy.data.images.remove(frames)
-    MESSAGES[obj.name] = ("INFO", "Back to the mesh motion; the rendered frames stay in their folder.")
+    MESSAGES[prediction.plane_key(obj)] = ("INFO", "Back to the mesh motion; the rendered frames stay in their folder.")
     return True
 
 
 def _apply_render(pending: PendingRender, obj, result) -> str:
     folder = apply_frames(obj, bpy.context.scene, result.frames, pending.frame_start)
     return (f"{result.frames.shape[0]} frames ({result.renderer} renderer) in "
-            f"{time.monotonic() - pending.started:.1f} s, saved in {folder}.")
+            f"{time.monotonic() - pending.started:.1f} s, saved in {folder}.{pending.note}")
 
 
 def poll_renders() -> bool:
     """One poll step for every render in flight. Returns True while any is still running."""
-    return prediction.poll_table(RENDERS, MESSAGES, what="render", while_doing="its frames were rendered",
+    return prediction.poll_table(RENDERS, MESSAGES, what="frame render",
                                  apply_failed="Could not use the rendered frames ({exc}); the scene was not changed.",
-                                 on_done=_apply_render, cancelled=CANCELLED_MESSAGE)
+                                 on_done=_apply_render, cancelled=CANCELLED_MESSAGE,
+                                 failure_texts={"too_large": TOO_LARGE_MESSAGE})
 
 
-def cancel_render(object_name: str) -> bool:
-    """Cancel a render: the backend is told, the add-on forgets the job (the scene was never touched)."""
-    return prediction.cancel_job(RENDERS, MESSAGES, object_name, CANCELLED_MESSAGE)
+def cancel_render(key: int) -> bool:
+    """Cancel the render of the plane with session_uid ``key``: the backend is told, the add-on
+    forgets the job (the scene was never touched)."""
+    return prediction.cancel_job(RENDERS, MESSAGES, key, CANCELLED_MESSAGE)
 
 
 def cancel_all() -> None:
-    for name in list(RENDERS):
-        cancel_render(name)
+    for key in list(RENDERS):
+        cancel_render(key)
 
 
 def timer_step():

@@ -14,6 +14,8 @@ Works with both animation APIs: Blender 4.2-4.3 ``Action.fcurves`` and the slott
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import bpy
 import numpy as np
 
@@ -116,7 +118,7 @@ def write_hermite(id_data, data_path: str, frames: np.ndarray, values: np.ndarra
     return fc
 
 
-def _group(fcurves, id_data):
+def _group(fcurves, id_data, name: str = GROUP_NAME):
     groups = getattr(fcurves, "data", None)
     groups = getattr(groups, "groups", None)
     if groups is None:
@@ -124,4 +126,114 @@ def _group(fcurves, id_data):
         groups = getattr(action, "groups", None)
     if groups is None:
         return None
-    return groups.get(GROUP_NAME) or groups.new(GROUP_NAME)
+    return groups.get(name) or groups.new(name)
+
+
+# -- snapshots: a failed rewrite puts the previous F-curves back -------------------------------------
+
+_KEY_FLOATS = (("co", 2), ("handle_left", 2), ("handle_right", 2), ("back", 1), ("amplitude", 1), ("period", 1))
+_KEY_ENUMS = ("interpolation", "handle_left_type", "handle_right_type", "easing", "type")
+_CURVE_PROPS = ("extrapolation", "mute", "lock", "hide", "select")
+
+
+@dataclass
+class _CurveState:
+    data_path: str
+    index: int
+    group: str | None
+    props: dict
+    keys: dict  # attribute -> flat array (foreach_get)
+    modifiers: list  # (type, {property: value})
+
+
+@dataclass
+class AnimationSnapshot:
+    """What ``restore`` needs to put an ID's F-curves under a data-path prefix back exactly."""
+
+    prefix: str
+    had_animation_data: bool
+    action: object
+    slot: object
+    curves: list = field(default_factory=list)
+
+
+def _rna_values(struct) -> dict:
+    out = {}
+    for prop in struct.bl_rna.properties:
+        if prop.is_readonly or prop.type not in {"BOOLEAN", "INT", "FLOAT", "ENUM"} or prop.identifier == "rna_type":
+            continue
+        value = getattr(struct, prop.identifier)
+        out[prop.identifier] = tuple(value) if getattr(prop, "is_array", False) else value
+    return out
+
+
+def snapshot(id_data, prefix: str) -> AnimationSnapshot:
+    """Record the ID's F-curves whose data path starts with ``prefix`` (read-only)."""
+    ad = id_data.animation_data
+    snap = AnimationSnapshot(prefix, ad is not None, ad.action if ad is not None else None,
+                             getattr(ad, "action_slot", None) if ad is not None else None)
+    fcurves = fcurve_collection(id_data, create=False)
+    for fc in (fcurves or ()):
+        if not fc.data_path.startswith(prefix):
+            continue
+        kp = fc.keyframe_points
+        n = len(kp)
+        keys = {}
+        for name, width in _KEY_FLOATS:
+            buf = np.empty(n * width, dtype=np.float32)
+            kp.foreach_get(name, buf)
+            keys[name] = buf
+        for name in _KEY_ENUMS:
+            buf = np.empty(n, dtype=np.int32)
+            kp.foreach_get(name, buf)
+            keys[name] = buf
+        mods = [(m.type, _rna_values(m)) for m in fc.modifiers]
+        snap.curves.append(_CurveState(fc.data_path, fc.array_index, fc.group.name if fc.group else None,
+                                       {name: getattr(fc, name) for name in _CURVE_PROPS}, keys, mods))
+    return snap
+
+
+def restore(id_data, snap: AnimationSnapshot) -> None:
+    """Put back exactly the F-curves ``snapshot`` recorded (under its prefix), and drop an action or
+    animation data that did not exist then."""
+    remove_fcurves(id_data, snap.prefix)
+    ad = id_data.animation_data
+    if snap.action is None:
+        if ad is not None and ad.action is not None:
+            made = ad.action
+            ad.action = None
+            if made.users == 0:
+                bpy.data.actions.remove(made)
+        if not snap.had_animation_data and ad is not None and len(ad.drivers) == 0:
+            id_data.animation_data_clear()
+        return
+    if ad is not None and hasattr(ad, "action_slot") and ad.action_slot != snap.slot:
+        try:
+            ad.action_slot = snap.slot
+        except (AttributeError, TypeError, RuntimeError):
+            pass
+    if not snap.curves:
+        return
+    fcurves = fcurve_collection(id_data)
+    for cs in snap.curves:
+        fc = fcurves.new(cs.data_path, index=cs.index)
+        if cs.group is not None:
+            try:
+                fc.group = _group(fcurves, id_data, cs.group)
+            except (AttributeError, TypeError, RuntimeError):
+                pass
+        kp = fc.keyframe_points
+        kp.add(len(cs.keys["co"]) // 2)
+        # enums (handle types) before the handles: setting a type may recompute the handles
+        for name in ("co", *_KEY_ENUMS, *(n for n, _ in _KEY_FLOATS if n != "co")):
+            kp.foreach_set(name, cs.keys[name])
+        for name, value in cs.props.items():
+            setattr(fc, name, value)
+        for mtype, values in cs.modifiers:
+            m = fc.modifiers.new(mtype)
+            for name, value in values.items():
+                try:
+                    setattr(m, name, value)
+                except (AttributeError, TypeError, ValueError, RuntimeError):
+                    pass
+        fc.update()

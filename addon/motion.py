@@ -6,16 +6,19 @@
 * ``store_volume`` / ``get_volume``: the volume itself (``core.volume_io.pack``), kept as ID properties
   of a hidden Text datablock that the plane's settings point at (``Object.image_dynamics.volume``),
   so it is saved in the .blend and survives undo, duplication and reload.
-* ``apply_volume``: puts a volume on a plane in one step (a new mesh is built completely, then
-  swapped in; on any error the object is left exactly as it was).
+* ``apply_volume``: puts a volume on a plane in one step (the keyframes are computed and a new
+  mesh is built completely, then swapped in; on any error the object, its modifiers and its
+  F-curves are left exactly as they were).
 * ``rebuild_keyframes``: evaluates every motion source of the plane (loop, pokes, wind;
   ``core.coords``) over its frames and writes the modal coordinates as keyframes
-  (``keyframes.py``) on the modifier (``geometry_nodes.py``).
+  (``keyframes.py``) on the modifier (``geometry_nodes.py``); if that fails, the previous
+  keyframes stay. ``settings_changed`` records such a failure in ``UPDATE_ERRORS`` for the panel.
 """
 
 from __future__ import annotations
 
 import math
+import zlib
 
 import bpy
 import numpy as np
@@ -28,6 +31,28 @@ from .core import grid as G
 from .core import volume_io
 
 _BUSY: set[str] = set()  # objects whose settings are being written by the add-on itself
+
+# Plane session_uid (like prediction's tables: survives renames) -> why its motion could not be
+# updated from its settings. The Motion panel shows it; cleared by the next successful update, on
+# file load and on unregister.
+UPDATE_ERRORS: dict[int, str] = {}
+
+CACHE_MODIFIER = "Image Dynamics Cache"  # the Mesh Cache modifier of Bake to Point Cache
+
+
+class PlaneModeError(RuntimeError):
+    """The plane is not in Object Mode, where Blender would ignore its new mesh (nothing was changed).
+
+    Not a bad result: a caller holding one (the prediction poller) can keep it and apply it again
+    once the user has left the mode."""
+
+
+def require_object_mode(obj, doing: str = "apply the motion") -> None:
+    """Raise ``PlaneModeError`` unless ``obj`` is in Object Mode: in Edit Mode Blender ignores
+    ``obj.data = mesh``; the paint and sculpt modes work on the mesh being replaced."""
+    if obj.mode != "OBJECT":
+        mode = obj.mode.replace("_GPENCIL", "").replace("_", " ").title()
+        raise PlaneModeError(f"Leave {mode} Mode on {obj.name} to {doing}")
 
 
 # -- volume storage ------------------------------------------------------------------------------
@@ -153,16 +178,34 @@ def build_plane_mesh(name: str, grid: G.PlaneGrid, volume=None, pin_border: floa
 
 
 def apply_volume(obj, volume, scene=None) -> None:
-    """Give the plane ``volume`` as its motion, in one step (all or nothing)."""
+    """Give the plane ``volume`` as its motion, in one step (all or nothing).
+
+    Raises ``PlaneModeError`` outside Object Mode, ``volume_io.VolumeFileError`` for an impossible
+    volume and ``ValueError`` for motion settings that do not work with it, each before anything
+    changes. A plane showing a bake or rendered frames of its old motion goes back to showing
+    the (new) mesh motion.
+    """
     scene = scene or bpy.context.scene
+    require_object_mode(obj)
+    volume_io.check(volume, "the motion")
+    K = int(volume.S.shape[0])
+    # Everything that can fail on the user's settings runs first, while nothing has changed yet.
+    coords = compute_coords(obj, scene, volume)
     props = obj.image_dynamics
     grid = plane_grid(obj)
     old_mesh = obj.data
     old_block = props.volume
     old_has_motion, old_num_modes = props.has_motion, props.num_modes
-    had_modifier = gn.find_modifier(obj) is not None
-    old_group = gn.find_modifier(obj).node_group if had_modifier else None
-    groups_before = set(bpy.data.node_groups)
+    old_mod = gn.find_modifier(obj)
+    old_group = old_mod.node_group if old_mod is not None else None
+    old_vis = (old_mod.show_viewport, old_mod.show_render) if old_mod is not None else None
+    old_inputs = _input_values(old_mod) if old_mod is not None else {}
+    old_paths = _coordinate_path_set(old_mod) if old_mod is not None else set()
+    cache = obj.modifiers.get(CACHE_MODIFIER)
+    if cache is not None and cache.type != "MESH_CACHE":
+        cache = None
+    anim = keyframes.snapshot(obj, _modifier_prefix())
+    group_names = {ng: ng.name for ng in bpy.data.node_groups}  # ensure_tree may rename an outdated one
     new_mesh = build_plane_mesh(old_mesh.name, grid, volume,
                                 props.pin_width if props.pin_border else 0.0, list(old_mesh.materials))
     new_block = None
@@ -170,11 +213,17 @@ def apply_volume(obj, volume, scene=None) -> None:
     try:
         new_block = _new_volume_block(obj, volume)
         obj.data = new_mesh
+        if obj.data != new_mesh:  # Blender refused the mesh (a mode the check above missed)
+            raise PlaneModeError(f"Blender did not accept the new mesh of {obj.name}: switch it to Object Mode "
+                                 "and apply the motion again")
         props.volume = new_block
-        gn.ensure_modifier(obj, volume.S.shape[0])
+        mod = gn.ensure_modifier(obj, K)
         props.has_motion = True
-        props.num_modes = int(volume.S.shape[0])
-        rebuild_keyframes(obj, scene)
+        props.num_modes = K
+        _write_coords(obj, mod, K, coords, old_paths)
+        if cache is not None:  # a bake of the old motion would keep showing it: back to the mesh motion
+            mod.show_viewport = mod.show_render = True
+            obj.modifiers.remove(cache)  # last: nothing after it can fail
     except BaseException:
         obj.data = old_mesh
         props.volume = old_block
@@ -183,20 +232,31 @@ def apply_volume(obj, volume, scene=None) -> None:
             bpy.data.texts.remove(new_block)
         mod = gn.find_modifier(obj)
         if mod is not None:
-            if had_modifier:
+            if old_mod is not None:
                 mod.node_group = old_group
+                mod.show_viewport, mod.show_render = old_vis
+                _set_input_values(mod, old_inputs)
             else:
                 obj.modifiers.remove(mod)
-        for ng in set(bpy.data.node_groups) - groups_before:
+        keyframes.restore(obj, anim)
+        for ng in set(bpy.data.node_groups) - set(group_names):
             if ng.users == 0:
                 bpy.data.node_groups.remove(ng)
+        for ng, name in group_names.items():
+            if ng.name != name:
+                ng.name = name
         bpy.data.meshes.remove(new_mesh)
         raise
     finally:
         _BUSY.discard(obj.name)
+    UPDATE_ERRORS.pop(obj.session_uid, None)
     if old_mesh.users == 0:
         bpy.data.meshes.remove(old_mesh)
     _release_volume_block(old_block)
+    # Frames rendered from the old motion would hide the new one (and show it twice once restored).
+    from . import frame_render  # not at the top: frame_render imports this module
+
+    frame_render.restore_mesh_motion(obj)
 
 
 def update_pin(obj) -> None:
@@ -324,32 +384,75 @@ def coordinate_paths(mod, num_modes: int) -> list[tuple[str, str, str, str]]:
     return out
 
 
+def _modifier_prefix() -> str:
+    """Data-path prefix of everything animated on the plane's modifier (coordinates and Magnify)."""
+    return f'modifiers["{gn.MODIFIER_NAME}"]'
+
+
+def _coordinate_path_set(mod) -> set[str]:
+    """The data paths of every modal-coordinate input of ``mod``'s current node group."""
+    if mod is None or mod.node_group is None:
+        return set()
+    ng = mod.node_group
+    num_modes = int(ng.get("image_dynamics_modes", 0))
+    ids = gn.input_identifiers(ng)
+    return {f'modifiers["{mod.name}"]["{ids[n]}"]' for k in range(num_modes)
+            for n in gn.coordinate_socket_names(k) if n in ids}
+
+
+def _input_values(mod) -> dict:
+    """The modifier's input values (ID properties), to put back after a failed write."""
+    return {key: mod[key] for key in mod.keys() if isinstance(mod[key], (bool, int, float, str))}
+
+
+def _set_input_values(mod, values: dict) -> None:
+    for key, value in values.items():
+        try:
+            mod[key] = value
+        except (KeyError, TypeError):
+            pass
+
+
+def _write_coords(obj, mod, num_modes: int, c, extra_paths=()) -> None:
+    """Replace the coordinate keyframes by ``c`` (None: no source, the inputs rest at 0).
+
+    ``extra_paths``: curves of a previous node group to remove as well (more modes than now)."""
+    paths = coordinate_paths(mod, num_modes)
+    for path in set(extra_paths) | {path for group in paths for path in group}:
+        _remove_fcurve(obj, path)
+    ids = gn.input_identifiers(mod.node_group)
+    for k in range(num_modes):
+        for name in gn.coordinate_socket_names(k):
+            mod[ids[name]] = 0.0
+    if c is not None:
+        for k, (p_req, p_imq, p_rev, p_imv) in enumerate(paths):
+            keyframes.write_hermite(obj, p_req, c.frames, c.q[:, k].real, c.dq[:, k].real, c.cyclic)
+            keyframes.write_hermite(obj, p_imq, c.frames, c.q[:, k].imag, c.dq[:, k].imag, c.cyclic)
+            keyframes.write_hermite(obj, p_rev, c.frames, c.rate[:, k].real, c.drate[:, k].real, c.cyclic)
+            keyframes.write_hermite(obj, p_imv, c.frames, c.rate[:, k].imag, c.drate[:, k].imag, c.cyclic)
+    obj.update_tag()
+
+
 def rebuild_keyframes(obj, scene=None) -> C.Coords | None:
-    """(Re)write the modal-coordinate keyframes of the plane; returns what was written."""
+    """(Re)write the modal-coordinate keyframes of the plane; returns what was written.
+
+    All or nothing: the coordinates are computed before anything is removed, and a failed write
+    puts the previous F-curves and input values back."""
     scene = scene or bpy.context.scene
     mod = gn.find_modifier(obj)
     volume = get_volume(obj)
     if mod is None or volume is None or mod.node_group is None:
         return None
-    K = volume.S.shape[0]
-    paths = coordinate_paths(mod, K)
-    for group in paths:
-        for path in group:
-            _remove_fcurve(obj, path)
-    ids = gn.input_identifiers(mod.node_group)
-    for k in range(K):
-        for name in gn.coordinate_socket_names(k):
-            mod[ids[name]] = 0.0
     c = compute_coords(obj, scene, volume)
-    if c is None:
-        obj.update_tag()
-        return None
-    for k, (p_req, p_imq, p_rev, p_imv) in enumerate(paths):
-        keyframes.write_hermite(obj, p_req, c.frames, c.q[:, k].real, c.dq[:, k].real, c.cyclic)
-        keyframes.write_hermite(obj, p_imq, c.frames, c.q[:, k].imag, c.dq[:, k].imag, c.cyclic)
-        keyframes.write_hermite(obj, p_rev, c.frames, c.rate[:, k].real, c.drate[:, k].real, c.cyclic)
-        keyframes.write_hermite(obj, p_imv, c.frames, c.rate[:, k].imag, c.drate[:, k].imag, c.cyclic)
-    obj.update_tag()
+    anim = keyframes.snapshot(obj, _modifier_prefix())
+    inputs = _input_values(mod)
+    try:
+        _write_coords(obj, mod, volume.S.shape[0], c)
+    except BaseException:
+        keyframes.restore(obj, anim)
+        _set_input_values(mod, inputs)
+        raise
+    UPDATE_ERRORS.pop(obj.session_uid, None)
     return c
 
 
@@ -361,6 +464,18 @@ def _remove_fcurve(obj, path: str) -> None:
             fcurves.remove(fc)
 
 
+def record_update_error(obj, exc: BaseException) -> str:
+    """Remember why ``obj``'s motion was not updated (shown in the Motion panel); returns the text."""
+    text = f"Motion not updated, the previous keyframes are kept: {exc}"
+    UPDATE_ERRORS[obj.session_uid] = text
+    return text
+
+
+def update_error(obj) -> str | None:
+    """Why the plane's motion does not follow its settings (None: it does)."""
+    return UPDATE_ERRORS.get(obj.session_uid) if obj is not None else None
+
+
 def settings_changed(obj, scene=None) -> None:
     p = obj.image_dynamics
     if obj.name in _BUSY or not p.has_motion or not p.auto_update:
@@ -368,8 +483,8 @@ def settings_changed(obj, scene=None) -> None:
     _BUSY.add(obj.name)
     try:
         rebuild_keyframes(obj, scene or bpy.context.scene)
-    except Exception as exc:  # a property update must never raise into the UI
-        print(f"Image Dynamics: could not update the motion of {obj.name}: {exc}")
+    except Exception as exc:  # a property update must never raise into the UI: the panel shows it
+        print(f"Image Dynamics: {record_update_error(obj, exc)} ({obj.name})")
     finally:
         _BUSY.discard(obj.name)
 
@@ -377,15 +492,18 @@ def settings_changed(obj, scene=None) -> None:
 # -- fingerprint (tests and sanity checks) ---------------------------------------------------------
 
 def scene_fingerprint() -> tuple:
-    """A summary of objects, meshes, attributes, modifiers and F-curves: equal before and after an
-    operation that must leave the scene unchanged."""
+    """A summary of objects, meshes, attributes, modifiers (with their visibility and inputs) and
+    F-curves (with their keys): equal before and after an operation that must leave the scene
+    unchanged."""
     items = []
     for ob in sorted(bpy.data.objects, key=lambda o: o.name):
-        mods = tuple((m.name, m.type) for m in ob.modifiers)
+        mods = tuple((m.name, m.type, m.show_viewport, m.show_render,
+                      getattr(getattr(m, "node_group", None), "name", None), _input_summary(m))
+                     for m in ob.modifiers)
         fcs = keyframes.fcurve_collection(ob, create=False)
-        fc_paths = tuple(sorted(fc.data_path for fc in fcs)) if fcs is not None else ()
+        fc_items = tuple(sorted(_fcurve_summary(fc) for fc in fcs)) if fcs is not None else ()
         props = ob.image_dynamics
-        items.append(("OB", ob.name, ob.data.name if ob.data else None, mods, fc_paths, props.has_motion,
+        items.append(("OB", ob.name, ob.data.name if ob.data else None, mods, fc_items, props.has_motion,
                       props.num_modes, props.volume.name if props.volume else None,
                       tuple(round(v, 6) for row in ob.matrix_world for v in row)))
     for me in sorted(bpy.data.meshes, key=lambda m: m.name):
@@ -397,3 +515,22 @@ def scene_fingerprint() -> tuple:
     items.append(("AC", tuple(sorted(a.name for a in bpy.data.actions))))
     items.append(("TX", tuple(sorted(t.name for t in bpy.data.texts))))
     return tuple(items)
+
+
+def _input_summary(mod) -> tuple:
+    if mod.type != "NODES":
+        return ()
+    return tuple(sorted((k, round(v, 6) if isinstance(v, float) else v) for k, v in _input_values(mod).items()))
+
+
+def _fcurve_summary(fc) -> tuple:
+    """Path, keys (a checksum of their values, handles and interpolation) and modifiers of an F-curve."""
+    kp = fc.keyframe_points
+    n = len(kp)
+    crc = 0
+    for name, dtype, width in (("co", np.float32, 2), ("handle_left", np.float32, 2),
+                               ("handle_right", np.float32, 2), ("interpolation", np.int32, 1)):
+        buf = np.empty(n * width, dtype=dtype)
+        kp.foreach_get(name, buf)
+        crc = zlib.crc32(buf.tobytes(), crc)
+    return (fc.data_path, fc.array_index, n, crc, tuple(m.type for m in fc.modifiers))

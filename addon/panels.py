@@ -62,12 +62,16 @@ class IMAGE_DYNAMICS_PT_predict(_Base, bpy.types.Panel):
         local = backend_process.LOCAL
         row = layout.row()
         if prefs.use_local_backend:
-            row.label(text=f"Local backend: {local.address if local.ready else ('starting' if local.running else 'stopped')}")
+            state = local.address if local.ready else ("starting (loading the model)" if local.running else "stopped")
+            row.label(text=f"Local backend: {state}")
         else:
             row.label(text=f"Backend: {effective_address(prefs)}")
         row.operator("image_dynamics.test_connection", text="", icon="LINKED")
+        failure = prediction.local_failure_text() if prefs.use_local_backend and not local.running else None
+        if failure:  # why it failed to start or exited (its stderr's last lines): not only in the console
+            _draw_message(layout.box(), ("ERROR", failure))
         if prediction.LAST_HELLO_TEXT:
-            layout.label(text=prediction.LAST_HELLO_TEXT)
+            _draw_message(layout, (prediction.LAST_HELLO_LEVEL, prediction.LAST_HELLO_TEXT))
         col = layout.column(align=True)
         col.prop(settings, "seed")
         col.prop(settings, "steps")
@@ -76,9 +80,9 @@ class IMAGE_DYNAMICS_PT_predict(_Base, bpy.types.Panel):
         obj = active_plane(context)
         if obj is None:
             return
-        pending = prediction.PENDING.get(obj.name)
+        pending = prediction.pending_for(obj)
         if pending is not None:
-            text = f"{pending.state.capitalize()} {int(round(100 * pending.progress))}%"
+            text = prediction.status_text(pending)
             if hasattr(layout, "progress"):
                 layout.progress(factor=pending.progress, type="BAR", text=text)
             else:
@@ -86,7 +90,7 @@ class IMAGE_DYNAMICS_PT_predict(_Base, bpy.types.Panel):
             layout.operator("image_dynamics.cancel_prediction", icon="CANCEL")
         else:
             layout.operator("image_dynamics.predict_motion", icon="PLAY")
-        msg = prediction.MESSAGES.get(obj.name)
+        msg = prediction.message_for(obj)
         if msg is not None:
             _draw_message(layout.box(), msg)
         row = layout.row(align=True)
@@ -123,9 +127,14 @@ class IMAGE_DYNAMICS_PT_motion(_Base, bpy.types.Panel):
 
     @_guard
     def draw(self, context):
+        from . import motion  # here, not in the shared import line above
+
         layout = self.layout
         obj = active_plane(context)
         p = obj.image_dynamics
+        error = motion.update_error(obj)
+        if error:  # a failed update keeps the old keyframes: say so where the settings are
+            _draw_message(layout.box(), ("ERROR", error))
         mod = geometry_nodes.find_modifier(obj)
         if mod is not None and mod.node_group is not None:
             ident = geometry_nodes.input_identifiers(mod.node_group).get(geometry_nodes.MAGNIFY)
@@ -214,15 +223,15 @@ class IMAGE_DYNAMICS_PT_output(_Base, bpy.types.Panel):
 def _draw_frame_render(layout, obj) -> None:
     """Frames rendered by the backend as the plane's texture (``frame_render.py``)."""
     box = layout.box()
-    pending = frame_render.RENDERS.get(obj.name)
+    pending = prediction.pending_for(obj, frame_render.RENDERS)
     if pending is not None:
-        box.label(text=f"Frames: {pending.state} {int(round(100 * pending.progress))}%")
+        box.label(text=f"Frames: {prediction.status_text(pending)}")
         box.operator("image_dynamics.cancel_render_frames", icon="CANCEL")
     else:
         box.operator("image_dynamics.render_frames", icon="RENDER_ANIMATION")
         if frame_render.shows_frames(obj):
             box.operator("image_dynamics.use_mesh_motion", icon="MESH_GRID")
-    msg = frame_render.MESSAGES.get(obj.name)
+    msg = prediction.message_for(obj, frame_render.MESSAGES)
     if msg is not None:
         _draw_message(box, msg)
 

@@ -69,7 +69,11 @@ def create_plane(context, image, resolution: int, height: float, shader: str = "
         raise ValueError(f"the image {image.name} has no pixels (is its file missing?)")
     grid = G.grid_for_photo(w, h, resolution, height)
     mat = make_material(image, shader)
-    me = motion.build_plane_mesh(name or image.name, grid, None, 0.0, [mat])
+    try:
+        me = motion.build_plane_mesh(name or image.name, grid, None, 0.0, [mat])
+    except BaseException:
+        bpy.data.materials.remove(mat)
+        raise
     obj = bpy.data.objects.new(name or image.name, me)
     context.collection.objects.link(obj)
     setup_plane(obj, image, grid, w, h)
@@ -94,7 +98,11 @@ def find_image(obj):
 
 def adopt_plane(obj, resolution: int) -> None:
     """Turn a mesh showing an image (e.g. from Import Images as Planes) into an Image Dynamics plane:
-    its mesh is replaced by a grid of the same size in its local XY plane, materials kept."""
+    its mesh is replaced by a grid of the same size in its local XY plane, materials kept.
+
+    Raises ``motion.PlaneModeError`` outside Object Mode (Blender would ignore the new mesh) and
+    ``ValueError`` for an object that shows no usable image; either way nothing changes."""
+    motion.require_object_mode(obj, "use it as an image plane")
     image = find_image(obj)
     if image is None:
         raise ValueError(f"{obj.name} shows no image (no Image Texture node in its materials)")
@@ -112,6 +120,10 @@ def adopt_plane(obj, resolution: int) -> None:
     old = obj.data
     me = motion.build_plane_mesh(old.name, grid, None, 0.0, list(old.materials))
     obj.data = me
+    if obj.data != me:  # Blender refused it (a mode the check above missed): change nothing
+        bpy.data.meshes.remove(me)
+        raise motion.PlaneModeError(f"Blender did not accept the new mesh of {obj.name}: switch it to Object Mode "
+                                    "and try again")
     if old.users == 0:
         bpy.data.meshes.remove(old)
     setup_plane(obj, image, grid, w, h)

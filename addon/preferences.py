@@ -103,17 +103,21 @@ class IMAGE_DYNAMICS_AddonPreferences(AddonPreferences):
         sub.prop(self, "device")
         row = sub.row()
         local = backend_process.LOCAL
+        from . import prediction
+        from .panels import _draw_message
+
         if local.running:
             row.operator("image_dynamics.stop_backend", icon="CANCEL")
-            row.label(text=f"Running: {local.address or 'starting...'}")
+            row.label(text=f"Running: {local.address or 'starting (loading the model)...'}")
         else:
             row.operator("image_dynamics.start_backend", icon="PLAY")
+            failure = prediction.local_failure_text()
+            if failure:  # why it failed to start or exited (its stderr's last lines): not only in the console
+                _draw_message(box.box(), ("ERROR", failure))
         layout.prop(self, "max_photo_side")
         layout.operator("image_dynamics.test_connection", icon="LINKED")
-        from . import prediction
-
         if prediction.LAST_HELLO_TEXT:
-            layout.label(text=prediction.LAST_HELLO_TEXT)
+            _draw_message(layout, (prediction.LAST_HELLO_LEVEL, prediction.LAST_HELLO_TEXT))
 
 
 classes = (IMAGE_DYNAMICS_AddonPreferences,)

@@ -154,23 +154,24 @@ def still_output(scene) -> None:
     s.color_depth = "8"
 
 
-def wait_for_prediction(pkg, name: str, timeout: float) -> None:
+def wait_for_prediction(pkg, obj, timeout: float) -> None:
     """Drive the add-on's poll step (Blender's timers never fire in background mode)."""
     end = time.monotonic() + timeout
     shown = -1
-    while name in pkg.prediction.PENDING:
+    key = pkg.prediction.plane_key(obj)  # the add-on keys jobs by the plane, not its name
+    while key in pkg.prediction.PENDING:
         pkg.prediction.poll_jobs()
-        pending = pkg.prediction.PENDING.get(name)
+        pending = pkg.prediction.PENDING.get(key)
         if pending is not None:
             quarter = int(pending.progress * 4)
             if quarter != shown and pending.state == "running":
                 say(f"  predicting: {25 * quarter}%")
                 shown = quarter
         if time.monotonic() > end:
-            pkg.prediction.cancel_prediction(name)
+            pkg.prediction.cancel_prediction(key)
             raise DemoError(f"the backend did not finish the prediction within {timeout:g} s (cancelled)")
         time.sleep(0.05)
-    level, text = pkg.prediction.MESSAGES.get(name, ("ERROR", "the prediction ended without a result"))
+    level, text = pkg.prediction.MESSAGES.get(key, ("ERROR", "the prediction ended without a result"))
     if level == "ERROR":
         raise DemoError(text)
     say(f"  {text}")
@@ -253,9 +254,9 @@ def build_and_render(args: argparse.Namespace) -> dict:
         info["model"] = pkg.prediction.summarize_hello(hello)
         say(f"  backend: {info['model']}")
         if bpy.ops.image_dynamics.predict_motion() != {"FINISHED"}:
-            level, text = pkg.prediction.MESSAGES.get(obj.name, ("ERROR", "Predict Motion failed"))
+            level, text = pkg.prediction.MESSAGES.get(pkg.prediction.plane_key(obj), ("ERROR", "Predict Motion failed"))
             raise DemoError(text)
-        wait_for_prediction(pkg, obj.name, args.predict_timeout)
+        wait_for_prediction(pkg, obj, args.predict_timeout)
     else:
         vol = args.volume.resolve()
         say(f"[3/6] Blender: Import Motion ({vol.name})")

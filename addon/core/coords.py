@@ -28,6 +28,7 @@ __all__ = [
     "TimeMap",
     "Coords",
     "loop_coords",
+    "loop_motion_frames",
     "poke_coords",
     "wind_coords",
     "wind_noise",
@@ -109,6 +110,17 @@ def _from_motion_time(frames, tm: TimeMap, q, dq_dtau, d2q_dtau2, cyclic=False) 
     return Coords(np.asarray(frames, dtype=np.float64), q, dq, rate, drate, cyclic)
 
 
+def loop_motion_frames(loop_frames: float, tm: TimeMap) -> float:
+    """A loop of ``loop_frames`` scene frames in motion frames; raises ``ValueError`` with the fix
+    (in the panel's words) when it is shorter than the 2 motion frames a loop needs."""
+    L = float(loop_frames) * tm.tau_per_frame
+    if L >= 2.0 - 1e-9:  # exactly 2 set in the panel may come out a rounding error short
+        return max(L, 2.0)
+    raise ValueError(f"Loop Length at this Speed is shorter than 2 frames of the motion ({loop_frames:g} "
+                     f"frames at Speed {tm.speed:g} and {tm.scene_fps:g} fps are {L:.2f} motion frames): "
+                     "raise Loop Length or Speed")
+
+
 def loop_coords(
     num_modes: int,
     frames,
@@ -129,7 +141,7 @@ def loop_coords(
     if loop_frames is None:
         f = np.arange(num_modes, dtype=np.float64) / num_frames
     else:
-        f = loops.snapped_frequencies(num_modes, float(loop_frames) * tm.tau_per_frame, num_frames)
+        f = loops.snapped_frequencies(num_modes, loop_motion_frames(loop_frames, tm), num_frames)
     w = float(amount) * spectral.bin_weights(num_modes)
     tau = tm.tau(frames)
     e = np.exp(2j * np.pi * np.outer(tau, f))

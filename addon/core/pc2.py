@@ -26,10 +26,18 @@ def write_pc2(path: str | os.PathLike, positions: np.ndarray, start_frame: float
     path = os.fspath(path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = path + ".partial"
-    with open(tmp, "wb") as fh:
-        fh.write(_HEADER.pack(_SIGNATURE, 1, pos.shape[1], float(start_frame), float(sample_rate), pos.shape[0]))
-        fh.write(pos.tobytes())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(_HEADER.pack(_SIGNATURE, 1, pos.shape[1], float(start_frame), float(sample_rate), pos.shape[0]))
+            fh.write(pos.tobytes())
+        os.replace(tmp, path)
+    except BaseException:
+        # a full disk or a path that cannot be replaced must not leave a stray half file behind
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        raise
 
 
 def read_pc2(path: str | os.PathLike) -> tuple[np.ndarray, float, float]:

@@ -1,10 +1,10 @@
 """Spectral volumes in and out of the add-on (bpy-free).
 
 Files: the canonical ``.npz`` through the vendored ``volume_file`` (one implementation for the
-whole project). In the .blend: a volume is kept on the plane's mesh as plain ID properties
-(``pack`` / ``unpack``): ``S`` as a flat float32 array (real and imaginary parts interleaved, the
-memory layout of complex64) plus its shape, fps, frame count, source and meta JSON, so a saved
-.blend carries its motion without side files.
+whole project), plus ``check`` for what the add-on needs of a volume (``load`` applies it). In the
+.blend: a volume is kept as plain ID properties (``pack`` / ``unpack``): ``S`` as a flat float32
+array (real and imaginary parts interleaved, the memory layout of complex64) plus its shape,
+fps, frame count, source and meta JSON, so a saved .blend carries its motion without side files.
 """
 
 from __future__ import annotations
@@ -15,12 +15,34 @@ import numpy as np
 
 from ._math import volume_file
 
-__all__ = ["SpectralVolume", "VolumeFileError", "load", "save", "pack", "unpack", "PROP_PREFIX"]
+__all__ = ["SpectralVolume", "VolumeFileError", "check", "load", "save", "pack", "unpack", "PROP_PREFIX"]
 
 SpectralVolume = volume_file.SpectralVolume
 VolumeFileError = volume_file.VolumeFileError
-load = volume_file.load_volume
 save = volume_file.save_volume
+
+
+def check(volume, what: str = "the spectral volume") -> None:
+    """Raise ``VolumeFileError`` for a volume no motion can be made of. ``load_volume`` checks the
+    file's layout but not these; caught here, they would otherwise fail half-way through applying."""
+    K, _, H, W = volume.S.shape
+    fps, T = float(volume.fps), int(volume.num_frames)
+    if not (np.isfinite(fps) and fps > 0):
+        raise VolumeFileError(f"{what} has a frame rate of {fps:g} fps; it must be positive: re-export it")
+    if T < 2:
+        raise VolumeFileError(f"{what} spans {T} frames; it needs at least 2: re-export it")
+    if not 1 <= K <= T // 2:
+        raise VolumeFileError(f"{what} has {K} frequency bins, but a motion of {T} frames has at most {T // 2}: "
+                              "it is not a valid spectral volume (re-export it)")
+    if H < 1 or W < 1:
+        raise VolumeFileError(f"{what} is {W} x {H} pixels; it has no pixels: re-export it")
+
+
+def load(path):
+    """``volume_file.load_volume`` plus ``check``: a volume file the add-on can animate."""
+    volume = volume_file.load_volume(path)
+    check(volume, f"{path}")
+    return volume
 
 PROP_PREFIX = "_image_dynamics_"  # a leading underscore keeps Blender's UI from listing them
 

@@ -8,7 +8,7 @@ from .. import prediction
 
 
 class IMAGE_DYNAMICS_OT_cancel_prediction(bpy.types.Operator):
-    """Stop predicting the motion of the active plane; nothing in the scene changes"""
+    """Stop predicting the motion of the active plane (or waiting for the backend); nothing in the scene changes"""
 
     bl_idname = "image_dynamics.cancel_prediction"
     bl_label = "Cancel Prediction"
@@ -16,12 +16,12 @@ class IMAGE_DYNAMICS_OT_cancel_prediction(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        obj = context.active_object
-        return obj is not None and obj.name in prediction.PENDING
+        return prediction.pending_for(context.active_object) is not None
 
     def execute(self, context):
-        prediction.cancel_prediction(context.active_object.name)
-        self.report({"INFO"}, prediction.MESSAGES[context.active_object.name][1])
+        key = prediction.plane_key(context.active_object)
+        prediction.cancel_prediction(key)
+        self.report({"INFO"}, prediction.MESSAGES[key][1])
         return {"FINISHED"}
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import bpy
 
-from .. import frame_render
+from .. import frame_render, prediction
 
 
 class IMAGE_DYNAMICS_OT_cancel_render_frames(bpy.types.Operator):
-    """Stop rendering the frames of the active plane; nothing in the scene changes"""
+    """Stop rendering the frames of the active plane (or waiting for the backend); nothing in the scene changes"""
 
     bl_idname = "image_dynamics.cancel_render_frames"
     bl_label = "Cancel Frame Render"
@@ -16,12 +16,12 @@ class IMAGE_DYNAMICS_OT_cancel_render_frames(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        obj = context.active_object
-        return obj is not None and obj.name in frame_render.RENDERS
+        return prediction.pending_for(context.active_object, frame_render.RENDERS) is not None
 
     def execute(self, context):
-        frame_render.cancel_render(context.active_object.name)
-        self.report({"INFO"}, frame_render.MESSAGES[context.active_object.name][1])
+        key = prediction.plane_key(context.active_object)
+        frame_render.cancel_render(key)
+        self.report({"INFO"}, frame_render.MESSAGES[key][1])
         return {"FINISHED"}
 
 

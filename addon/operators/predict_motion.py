@@ -18,18 +18,21 @@ class IMAGE_DYNAMICS_OT_predict_motion(bpy.types.Operator):
     @classmethod
     def poll(cls, context):
         obj = active_plane(context)
-        return obj is not None and obj.name not in prediction.PENDING
+        return obj is not None and prediction.pending_for(obj) is None
 
     def execute(self, context):
         obj = active_plane(context)
         try:
-            prediction.submit_prediction(obj, context.scene)
+            pending = prediction.submit_prediction(obj, context.scene)
         except prediction.PredictionError as exc:
-            prediction.MESSAGES[obj.name] = ("ERROR", exc.text)
+            prediction.MESSAGES[prediction.plane_key(obj)] = ("ERROR", exc.text)
             self.report({"ERROR"}, exc.text)
             return {"CANCELLED"}
         prediction.ensure_timer()  # polls from the UI; in background mode call prediction.poll_jobs()
-        self.report({"INFO"}, f"Predicting the motion of {obj.name}...")
+        if pending.state == "starting":
+            self.report({"INFO"}, f"Starting the local backend; {obj.name}'s prediction starts when it is ready")
+        else:
+            self.report({"INFO"}, f"Predicting the motion of {obj.name}...")
         return {"FINISHED"}
 
 

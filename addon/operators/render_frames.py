@@ -27,18 +27,22 @@ class IMAGE_DYNAMICS_OT_render_frames(bpy.types.Operator):
     @classmethod
     def poll(cls, context):
         obj = active_plane_with_motion(context)
-        return obj is not None and obj.name not in frame_render.RENDERS
+        return obj is not None and prediction.pending_for(obj, frame_render.RENDERS) is None
 
     def execute(self, context):
         obj = active_plane_with_motion(context)
         try:
-            frame_render.submit_render(obj, context.scene, None if self.renderer == "DEFAULT" else self.renderer)
+            renderer = None if self.renderer == "DEFAULT" else self.renderer
+            pending = frame_render.submit_render(obj, context.scene, renderer)
         except prediction.PredictionError as exc:
-            frame_render.MESSAGES[obj.name] = ("ERROR", exc.text)
+            frame_render.MESSAGES[prediction.plane_key(obj)] = ("ERROR", exc.text)
             self.report({"ERROR"}, exc.text)
             return {"CANCELLED"}
         frame_render.ensure_timer()  # polls from the UI; in background mode call frame_render.poll_renders()
-        self.report({"INFO"}, f"Rendering the frames of {obj.name} on the backend...")
+        if pending.state == "starting":
+            self.report({"INFO"}, f"Starting the local backend; {obj.name}'s frames render when it is ready")
+        else:
+            self.report({"INFO"}, f"Rendering the frames of {obj.name} on the backend...")
         return {"FINISHED"}
 
 

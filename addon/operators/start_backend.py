@@ -4,22 +4,9 @@ from __future__ import annotations
 
 import bpy
 
-from .. import backend_process
+from .. import backend_process, prediction
 from ..core import errors
 from ..preferences import get_prefs
-
-
-def _watch():
-    """Timer: report when the local backend is ready or has exited."""
-    try:
-        addr = backend_process.LOCAL.poll_ready()
-    except backend_process.BackendStartError as exc:
-        print("Image Dynamics:", errors.describe_failure(exc.code, exc.message))
-        return None
-    if addr is not None:
-        print(f"Image Dynamics: local backend ready on {addr}")
-        return None
-    return 0.5
 
 
 class IMAGE_DYNAMICS_OT_start_backend(bpy.types.Operator):
@@ -29,8 +16,9 @@ class IMAGE_DYNAMICS_OT_start_backend(bpy.types.Operator):
     bl_label = "Start Local Backend"
     bl_options = {"REGISTER"}
 
-    wait: bpy.props.FloatProperty(name="Wait", default=0.0, min=0.0,
-                                  description="Seconds to wait for the backend to be ready (0: return at once)")
+    wait: bpy.props.FloatProperty(name="Wait", default=0.0, min=0.0, options={"SKIP_SAVE"},
+                                  description="Seconds to wait for the backend to be ready (0: return at once; "
+                                              "scripts only, Blender's UI would freeze meanwhile)")
 
     def execute(self, context):
         prefs = get_prefs()
@@ -43,8 +31,8 @@ class IMAGE_DYNAMICS_OT_start_backend(bpy.types.Operator):
         except backend_process.BackendStartError as exc:
             self.report({"ERROR"}, errors.describe_failure(exc.code, exc.message))
             return {"CANCELLED"}
-        if self.wait == 0 and not bpy.app.timers.is_registered(_watch):
-            bpy.app.timers.register(_watch, first_interval=0.5)
+        finally:
+            prediction.ensure_watch()  # follows it: ready, or why it failed (shown in the panels)
         self.report({"INFO"}, f"Local backend {'ready on ' + local.address if local.address else 'starting'}")
         return {"FINISHED"}
 

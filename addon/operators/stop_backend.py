@@ -19,14 +19,16 @@ class IMAGE_DYNAMICS_OT_stop_backend(bpy.types.Operator):
         return backend_process.LOCAL.running
 
     def execute(self, context):
-        address = backend_process.LOCAL.address
-        for name, pending in list(prediction.PENDING.items()):
-            if pending.address == address:
-                prediction.cancel_prediction(name)
-        for name, pending in list(frame_render.RENDERS.items()):
-            if pending.address == address:
-                frame_render.cancel_render(name)
-        backend_process.LOCAL.stop()
+        local = backend_process.LOCAL
+        address = local.address
+        prediction.cancel_local_jobs(prediction.PENDING, prediction.MESSAGES, address,
+                                     "Cancelled: the local backend was stopped; the scene was not changed.")
+        prediction.cancel_local_jobs(frame_render.RENDERS, frame_render.MESSAGES, address,
+                                     "Rendering cancelled: the local backend was stopped; the scene was not changed.")
+        prediction.close_client(address)  # else its socket keeps reconnecting to the dead port
+        local.stop_soon()  # returns at once; the watch timer reaps (or kills) the process
+        prediction.ensure_watch()
+        self.report({"INFO"}, "Local backend stopped")
         return {"FINISHED"}
 
 

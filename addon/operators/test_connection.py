@@ -16,15 +16,15 @@ class IMAGE_DYNAMICS_OT_test_connection(bpy.types.Operator):
     bl_options = {"REGISTER"}
 
     def execute(self, context):
-        prefs = get_prefs()
         try:
-            address = prediction.ensure_backend(prefs)
-            info = prediction.hello(address, prefs.timeout)
+            address = prediction.start_connection_check(get_prefs())
         except prediction.PredictionError as exc:
-            prediction.LAST_HELLO_TEXT = exc.text
+            prediction.LAST_HELLO_TEXT, prediction.LAST_HELLO_LEVEL = exc.text, "ERROR"
             self.report({"ERROR"}, exc.text)
             return {"CANCELLED"}
-        self.report({"INFO"}, f"Connected to {address}: {prediction.summarize_hello(info)}")
+        # The answer arrives in the poll step (it may take seconds); the panels show it.
+        prediction.ensure_timer()
+        self.report({"INFO"}, prediction.LAST_HELLO_TEXT if address is None else f"Testing {address}...")
         return {"FINISHED"}
 
 

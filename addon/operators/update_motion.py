@@ -23,8 +23,8 @@ class IMAGE_DYNAMICS_OT_update_motion(bpy.types.Operator):
         obj = active_plane_with_motion(context)
         try:
             c = motion.rebuild_keyframes(obj, context.scene)
-        except Exception as exc:
-            self.report({"ERROR"}, f"Could not compute the motion: {exc}")
+        except Exception as exc:  # the keyframes were not touched; the Motion panel keeps saying why
+            self.report({"ERROR"}, motion.record_update_error(obj, exc))
             return {"CANCELLED"}
         if c is None:
             self.report({"INFO"}, "No motion source is on (Loop, a Poke or Wind): the plane stays still.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import bpy
 from bpy.props import IntProperty
 
-from .. import plane
+from .. import motion, plane
 
 
 class IMAGE_DYNAMICS_OT_use_active_plane(bpy.types.Operator):
@@ -27,8 +27,14 @@ class IMAGE_DYNAMICS_OT_use_active_plane(bpy.types.Operator):
         obj = context.active_object
         try:
             plane.adopt_plane(obj, self.resolution or context.scene.image_dynamics.mesh_resolution)
+        except motion.PlaneModeError as exc:
+            self.report({"ERROR"}, f"{exc}.")
+            return {"CANCELLED"}
         except ValueError as exc:
             self.report({"ERROR"}, f"{exc}: import a photo with Import Photo as Plane instead.")
+            return {"CANCELLED"}
+        except Exception as exc:  # a report, not a traceback
+            self.report({"ERROR"}, f"Could not use {obj.name} as an image plane: {exc}")
             return {"CANCELLED"}
         return {"FINISHED"}
 

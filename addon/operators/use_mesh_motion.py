@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bpy
 
-from .. import frame_render
+from .. import frame_render, prediction
 
 
 class IMAGE_DYNAMICS_OT_use_mesh_motion(bpy.types.Operator):
@@ -17,12 +17,13 @@ class IMAGE_DYNAMICS_OT_use_mesh_motion(bpy.types.Operator):
     @classmethod
     def poll(cls, context):
         obj = context.active_object
-        return obj is not None and obj.name not in frame_render.RENDERS and frame_render.shows_frames(obj)
+        return (obj is not None and prediction.pending_for(obj, frame_render.RENDERS) is None
+                and frame_render.shows_frames(obj))
 
     def execute(self, context):
         obj = context.active_object
         frame_render.restore_mesh_motion(obj)
-        self.report({"INFO"}, frame_render.MESSAGES[obj.name][1])
+        self.report({"INFO"}, prediction.message_for(obj, frame_render.MESSAGES)[1])
         return {"FINISHED"}
 
 

@@ -361,7 +361,7 @@ def test_failed_apply_leaves_the_scene_exactly_as_it_was(plane, monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("simulated failure while writing keyframes")
 
-    monkeypatch.setattr(pkg.motion, "rebuild_keyframes", boom)
+    monkeypatch.setattr(pkg.motion, "_write_coords", boom)  # the last step: mesh, volume, modifier are in
     vol = pkg.core.volume_io.SpectralVolume(S=synthetic_volume(7)[:8])
     with pytest.raises(RuntimeError):
         pkg.motion.apply_volume(obj, vol)
@@ -411,7 +411,8 @@ class _Layout:
 def test_panels_and_preferences_draw_without_errors(plane):
     bpy, pkg, obj, S, model = plane
     bpy.ops.image_dynamics.add_poke(source="UV", u=0.3, v=0.3, frame=3)
-    pkg.prediction.MESSAGES[obj.name] = ("ERROR", "A long message that has to be wrapped over several lines " * 3)
+    pkg.prediction.MESSAGES[pkg.prediction.plane_key(obj)] = (
+        "ERROR", "A long message that has to be wrapped over several lines " * 3)
     log = []
     for cls in pkg.panels.classes:
         fake = types.SimpleNamespace(layout=_Layout(log))
@@ -423,6 +424,273 @@ def test_panels_and_preferences_draw_without_errors(plane):
         layout=_Layout(log), **{k: getattr(prefs, k) for k in ("use_local_backend", "model_source")}), bpy.context)
     labels = [c[2].get("text", "") for c in log if c[0] == "label"]
     assert not any(t.startswith("Image Dynamics:") for t in labels), labels  # the draw guard never fired
+    assert "A long message that has to be wrapped over" in labels  # the plane's message is drawn, wrapped
     ops = {c[1][0] for c in log if c[0] == "operator"}
     assert {"image_dynamics.predict_motion", "image_dynamics.import_photo", "image_dynamics.add_poke",
             "image_dynamics.fit_to_camera", "image_dynamics.setup_passes", "image_dynamics.test_connection"} <= ops
+
+
+# -- failures leave the scene as it was (keyframes included) and say what to do --------------------
+
+def _motion_keys(bpy, pkg, obj):
+    """Every F-curve of the plane: path -> (N, 2) key values (what the fingerprint's checksum covers)."""
+    out = {}
+    for fc in pkg.keyframes.fcurve_collection(obj, create=False):
+        co = np.empty(len(fc.keyframe_points) * 2, np.float32)
+        fc.keyframe_points.foreach_get("co", co)
+        out[fc.data_path] = co.reshape(-1, 2)
+    return out
+
+
+def test_a_loop_shorter_than_two_motion_frames_fails_cleanly_and_keeps_the_keyframes(plane, tmp_path):
+    """Speed 0.01 at 24 fps: a 150-frame loop is 1.875 frames of the motion. Applying a new motion
+    must fail before anything changes (the keyframes were deleted first before)."""
+    bpy, pkg, obj, S, model = plane
+    scene = bpy.context.scene
+    p = obj.image_dynamics
+    mod = obj.modifiers["Image Dynamics"]
+    magnify = pkg.geometry_nodes.data_path(mod, "Magnify")
+    obj.keyframe_insert(magnify, frame=1)  # the user's own key on the modifier must survive too
+    moving = evaluated(bpy, obj, 20)["co"]
+    keys = _motion_keys(bpy, pkg, obj)
+    p.auto_update = False
+    scene.render.fps = 24
+    p.speed = 0.01
+    before = pkg.motion.scene_fingerprint()
+    # Import Motion onto the plane (the npz path of a prediction result is the same apply_volume)
+    other = write_volume(tmp_path / "other.npz", synthetic_volume(5)[:8])
+    with pytest.raises(RuntimeError, match="Loop Length at this Speed is shorter than 2 frames of the motion.*"
+                                           "raise Loop Length or Speed"):
+        bpy.ops.image_dynamics.import_motion(filepath=str(other))
+    assert pkg.motion.scene_fingerprint() == before
+    with pytest.raises(ValueError, match="raise Loop Length or Speed"):
+        pkg.motion.apply_volume(obj, pkg.core.volume_io.SpectralVolume(S=synthetic_volume(5)[:8]))
+    assert pkg.motion.scene_fingerprint() == before
+    # Update Motion refuses the same way: the keyframes stay and the panel keeps the reason
+    with pytest.raises(RuntimeError, match="previous keyframes are kept.*raise Loop Length or Speed"):
+        bpy.ops.image_dynamics.update_motion()
+    assert pkg.motion.scene_fingerprint() == before
+    assert "raise Loop Length or Speed" in pkg.motion.update_error(obj)
+    got = _motion_keys(bpy, pkg, obj)
+    assert got.keys() == keys.keys()
+    for path in keys:
+        np.testing.assert_array_equal(got[path], keys[path])
+    scene.render.fps = 30
+    np.testing.assert_allclose(evaluated(bpy, obj, 20)["co"], moving, atol=1e-7)
+    # a setting that works again clears the message
+    p.speed = 1.0
+    assert bpy.ops.image_dynamics.update_motion() == {"FINISHED"}
+    assert pkg.motion.update_error(obj) is None
+
+
+def test_auto_update_failure_keeps_the_keyframes_and_the_motion_panel_shows_why(plane):
+    bpy, pkg, obj, S, model = plane
+    scene = bpy.context.scene
+    p = obj.image_dynamics
+    scene.render.fps = 24
+    scene.frame_set(1)
+    ref = evaluated(bpy, obj, 20)["co"]
+    before = pkg.motion.scene_fingerprint()
+    p.speed = 0.01  # auto update: the property's update callback cannot raise, so it records the reason
+    assert pkg.motion.scene_fingerprint() == before
+    np.testing.assert_allclose(evaluated(bpy, obj, 20)["co"], ref, atol=1e-7)
+    error = pkg.motion.update_error(obj)
+    assert "previous keyframes are kept" in error and "raise Loop Length or Speed" in error
+    log = []
+    pkg.panels.IMAGE_DYNAMICS_PT_motion.draw(types.SimpleNamespace(layout=_Layout(log)), bpy.context)
+    labels = [c[2] for c in log if c[0] == "label"]
+    assert not any(lab.get("text", "").startswith("Image Dynamics:") for lab in labels)  # drew without error
+    shown = " ".join(lab.get("text", "") for lab in labels if lab.get("icon") == "ERROR")
+    assert "raise Loop Length or Speed" in shown
+    p.loop_frames = 400  # 400 * 0.0125 = 5 motion frames: works, clears the message, rewrites the keys
+    assert pkg.motion.update_error(obj) is None
+    assert pkg.motion.scene_fingerprint() != before
+    log.clear()
+    pkg.panels.IMAGE_DYNAMICS_PT_motion.draw(types.SimpleNamespace(layout=_Layout(log)), bpy.context)
+    assert not [c for c in log if c[0] == "label" and c[2].get("icon") == "ERROR"]
+
+
+@pytest.mark.parametrize("fps, num_frames, match", [
+    (0.0, 150, "frame rate of 0 fps"),
+    (30.0, 20, "16 frequency bins, but a motion of 20 frames has at most 10"),
+])
+def test_import_rejects_a_volume_no_motion_can_be_made_of(addon, scene, tmp_path, fps, num_frames, match):
+    bpy, pkg = addon
+    path = tmp_path / "bad.npz"
+    volume_file.save_volume(path, volume_file.SpectralVolume(S=synthetic_volume(0), fps=fps, num_frames=num_frames))
+    before = pkg.motion.scene_fingerprint()
+    images = len(bpy.data.images)
+    with pytest.raises(RuntimeError, match=match):  # no plane yet: none is made
+        bpy.ops.image_dynamics.import_motion(filepath=str(path))
+    assert pkg.motion.scene_fingerprint() == before and len(bpy.data.images) == images
+    obj = import_volume(bpy, write_volume(tmp_path / "good.npz", synthetic_volume(0)))
+    before = pkg.motion.scene_fingerprint()
+    with pytest.raises(RuntimeError, match=match):  # onto a plane with motion: it keeps its motion
+        bpy.ops.image_dynamics.import_motion(filepath=str(path))
+    assert pkg.motion.scene_fingerprint() == before
+    bad = pkg.core.volume_io.SpectralVolume(S=synthetic_volume(0), fps=fps, num_frames=num_frames)
+    with pytest.raises(pkg.core.volume_io.VolumeFileError, match=match):  # a prediction result, say
+        pkg.motion.apply_volume(obj, bad)
+    assert pkg.motion.scene_fingerprint() == before
+
+
+def test_a_failure_while_writing_keyframes_puts_the_old_ones_back(plane, monkeypatch):
+    """Past the computation only Blender can fail; the F-curves (values, handles, Cycles modifiers,
+    the user's Magnify key) and the modifier inputs still come back exactly."""
+    bpy, pkg, obj, S, model = plane
+    mod = obj.modifiers["Image Dynamics"]
+    obj.keyframe_insert(pkg.geometry_nodes.data_path(mod, "Magnify"), frame=7)
+    ref = evaluated(bpy, obj, 20)["co"]
+    before = pkg.motion.scene_fingerprint()
+    write = pkg.keyframes.write_hermite
+    calls = []
+
+    def fail_later(*args, **kwargs):
+        calls.append(args[1])
+        if len(calls) == 9:
+            raise RuntimeError("simulated failure in the middle of the keyframes")
+        return write(*args, **kwargs)
+
+    monkeypatch.setattr(pkg.keyframes, "write_hermite", fail_later)
+    with pytest.raises(RuntimeError, match="simulated"):  # a new motion with fewer modes
+        pkg.motion.apply_volume(obj, pkg.core.volume_io.SpectralVolume(S=synthetic_volume(7)[:8]))
+    assert pkg.motion.scene_fingerprint() == before
+    calls.clear()
+    with pytest.raises(RuntimeError, match="simulated"):
+        bpy.ops.image_dynamics.update_motion()
+    assert pkg.motion.scene_fingerprint() == before
+    calls.clear()
+    obj.image_dynamics.loop_at_rest = False  # auto update: the same, and the panel is told
+    assert pkg.motion.scene_fingerprint() == before
+    assert "simulated" in pkg.motion.update_error(obj)
+    monkeypatch.undo()
+    np.testing.assert_allclose(evaluated(bpy, obj, 20)["co"], ref, atol=1e-7)
+    # with fewer modes the old modes' keyframes go (no F-curves left on inputs that no longer exist)
+    pkg.motion.apply_volume(obj, pkg.core.volume_io.SpectralVolume(S=synthetic_volume(7)[:8]))
+    ids = set(pkg.geometry_nodes.input_identifiers(obj.modifiers["Image Dynamics"].node_group).values())
+    paths = [fc.data_path for fc in pkg.keyframes.fcurve_collection(obj, create=False)]
+    assert len(paths) == 4 * 8 + 1
+    assert all(path.split('"]["')[1].rstrip('"]') in ids for path in paths)
+
+
+def test_a_first_apply_that_fails_leaves_no_action_behind(addon, scene, tmp_path, monkeypatch):
+    bpy, pkg = addon
+    image = bpy.data.images.new("photo", W, H)
+    obj = pkg.plane.create_plane(bpy.context, image, 16, 2.0)
+    before = pkg.motion.scene_fingerprint()
+
+    write = pkg.keyframes.write_hermite
+    calls = []
+
+    def fail_second(*args, **kwargs):  # the first call has made the action
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("simulated failure while writing keyframes")
+        return write(*args, **kwargs)
+
+    monkeypatch.setattr(pkg.keyframes, "write_hermite", fail_second)
+    with pytest.raises(RuntimeError, match="simulated"):
+        pkg.motion.apply_volume(obj, pkg.core.volume_io.SpectralVolume(S=synthetic_volume(0)))
+    assert len(calls) == 2
+    assert pkg.motion.scene_fingerprint() == before
+    assert obj.animation_data is None and not obj.modifiers and not bpy.data.actions
+
+
+def test_edit_mode_refuses_to_apply_and_changes_nothing(plane, tmp_path):
+    """In Edit Mode Blender ignores ``obj.data = mesh``: the motion would be half applied."""
+    bpy, pkg, obj, S, model = plane
+    bpy.ops.object.mode_set(mode="EDIT")
+    assert obj.mode == "EDIT"
+    before = pkg.motion.scene_fingerprint()
+    vol = pkg.core.volume_io.SpectralVolume(S=synthetic_volume(4)[:8])
+    with pytest.raises(pkg.motion.PlaneModeError, match=f"Leave Edit Mode on {obj.name} to apply the motion"):
+        pkg.motion.apply_volume(obj, vol)
+    assert pkg.motion.scene_fingerprint() == before
+    with pytest.raises(RuntimeError, match="Leave Edit Mode"):
+        bpy.ops.image_dynamics.import_motion(filepath=str(write_volume(tmp_path / "o.npz", synthetic_volume(4))))
+    assert pkg.motion.scene_fingerprint() == before
+    bpy.ops.object.mode_set(mode="OBJECT")
+    pkg.motion.apply_volume(obj, vol)  # the same result applies once back in Object Mode
+    assert obj.image_dynamics.num_modes == 8 and "id_re_07" in obj.data.attributes and obj.data.users == 1
+
+
+def test_use_active_image_plane_refuses_in_edit_mode(addon, scene):
+    bpy, pkg = addon
+    bpy.ops.mesh.primitive_plane_add(size=2.0)
+    obj = bpy.context.active_object
+    image = bpy.data.images.new("photo", W, H)
+    obj.data.materials.append(pkg.plane.make_material(image))
+    bpy.ops.object.mode_set(mode="EDIT")
+    before = pkg.motion.scene_fingerprint()
+    with pytest.raises(RuntimeError, match=f"Leave Edit Mode on {obj.name}"):
+        bpy.ops.image_dynamics.use_active_plane(resolution=16)
+    assert pkg.motion.scene_fingerprint() == before and not obj.image_dynamics.is_plane
+    bpy.ops.object.mode_set(mode="OBJECT")
+    assert bpy.ops.image_dynamics.use_active_plane(resolution=16) == {"FINISHED"}
+    p = obj.image_dynamics
+    assert p.is_plane and len(obj.data.vertices) == p.grid_nx * p.grid_ny
+
+
+def test_a_failed_bake_changes_nothing(plane, tmp_path):
+    bpy, pkg, obj, S, model = plane
+    scene = bpy.context.scene
+    scene.frame_end = 6
+    scene.frame_set(3)
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("a file where the bake wants a folder")
+    bad = blocker / "bake.pc2"
+    before = pkg.motion.scene_fingerprint()
+    with pytest.raises(RuntimeError, match="Bake failed, nothing was changed: cannot write .*folder you can write"):
+        bpy.ops.image_dynamics.bake_cache(filepath=str(bad))
+    assert pkg.motion.scene_fingerprint() == before and scene.frame_current == 3
+    # with an earlier bake in place: it keeps playing, its file intact
+    good = tmp_path / "bake.pc2"
+    assert bpy.ops.image_dynamics.bake_cache(filepath=str(good)) == {"FINISHED"}
+    data = good.read_bytes()
+    before = pkg.motion.scene_fingerprint()
+    with pytest.raises(RuntimeError, match="Bake failed, nothing was changed"):
+        bpy.ops.image_dynamics.bake_cache(filepath=str(bad))
+    assert pkg.motion.scene_fingerprint() == before and good.read_bytes() == data
+    assert not obj.modifiers["Image Dynamics"].show_viewport
+    # baking again over a bake: the motion itself is baked (not the old cache), one cache modifier
+    obj.image_dynamics.loop_frames = 48  # new keyframes; the old bake still plays: look at the nodes
+    obj.modifiers["Image Dynamics Cache"].show_viewport = False
+    obj.modifiers["Image Dynamics"].show_viewport = True
+    ref = {f: evaluated(bpy, obj, f)["co"] for f in (2, 5)}
+    obj.modifiers["Image Dynamics Cache"].show_viewport = True
+    obj.modifiers["Image Dynamics"].show_viewport = False
+    assert bpy.ops.image_dynamics.bake_cache(filepath=str(good)) == {"FINISHED"}
+    assert [m.name for m in obj.modifiers] == ["Image Dynamics", "Image Dynamics Cache"]
+    for f, co in ref.items():
+        np.testing.assert_allclose(evaluated(bpy, obj, f)["co"], co, atol=1e-6)
+    assert not list(tmp_path.glob("*.partial"))
+
+
+def test_new_motion_replaces_a_bake_and_rendered_frames(plane, tmp_path, monkeypatch):
+    """A plane that plays a bake or backend frames of its old motion shows the new motion after an
+    apply (a new prediction); a failed apply leaves the bake in place."""
+    bpy, pkg, obj, S, model = plane
+    scene = bpy.context.scene
+    scene.frame_end = 4
+    assert bpy.ops.image_dynamics.bake_cache(filepath=str(tmp_path / "b.pc2")) == {"FINISHED"}
+    S2 = synthetic_volume(9)
+    before = pkg.motion.scene_fingerprint()
+    monkeypatch.setattr(pkg.keyframes, "write_hermite", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom")))
+    with pytest.raises(RuntimeError, match="boom"):
+        pkg.motion.apply_volume(obj, pkg.core.volume_io.SpectralVolume(S=S2))
+    assert pkg.motion.scene_fingerprint() == before
+    monkeypatch.undo()
+    pkg.motion.apply_volume(obj, pkg.core.volume_io.SpectralVolume(S=S2))
+    mod = obj.modifiers["Image Dynamics"]
+    assert "Image Dynamics Cache" not in obj.modifiers and mod.show_viewport and mod.show_render
+    new = PlaneModel(pkg, obj, S2)
+    t = 2.0 - 1.0
+    expect = new.positions(loops.snap_to_loop(new.Sv, 150).displacement([t], dtype=np.float64)[0])
+    np.testing.assert_allclose(evaluated(bpy, obj, 2)["co"], expect, atol=1e-5)
+    # frames rendered on the backend (applied here directly; the render itself is test_render_frames')
+    frames = np.zeros((4, H, W, 3), np.uint8)
+    pkg.frame_render.apply_frames(obj, scene, frames, 1)
+    assert pkg.frame_render.shows_frames(obj) and not mod.show_viewport
+    pkg.motion.apply_volume(obj, pkg.core.volume_io.SpectralVolume(S=synthetic_volume(0)))
+    assert not pkg.frame_render.shows_frames(obj) and mod.show_viewport and mod.show_render
+    assert any("Back to the mesh motion" in text for _, text in pkg.frame_render.MESSAGES.values())

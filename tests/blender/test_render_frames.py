@@ -4,16 +4,22 @@ keyframed motion; the frames become an image-sequence texture. The poll step is 
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
 import subprocess
+import threading
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+import zmq
 from blender_helpers import backend_exe, import_volume, synthetic_volume, write_volume
+
+from image_dynamics.motion import volume_file
 
 READY_RE = re.compile(r"image-dynamics backend ready on (tcp://\S+)")
 
@@ -51,13 +57,22 @@ def _plane(bpy, tmp_path, frame_end: int):
     return import_volume(bpy, path)
 
 
-def _poll_until_done(pkg, name: str, timeout: float = 120.0):
+def _poll_until_done(pkg, obj, timeout: float = 120.0):
+    key = pkg.prediction.plane_key(obj)
     end = time.monotonic() + timeout
-    while name in pkg.frame_render.RENDERS:
+    while key in pkg.frame_render.RENDERS:
         assert time.monotonic() < end, "the render never ended"
         pkg.frame_render.poll_renders()
         time.sleep(0.02)
-    return pkg.frame_render.MESSAGES[name]
+    return pkg.frame_render.MESSAGES[key]
+
+
+def _pending(pkg, obj):
+    return pkg.prediction.pending_for(obj, pkg.frame_render.RENDERS)
+
+
+def _message(pkg, obj):
+    return pkg.prediction.message_for(obj, pkg.frame_render.MESSAGES)
 
 
 def _texture_node(obj):
@@ -86,9 +101,9 @@ def test_frames_become_an_image_sequence_on_the_plane(addon, scene, backend, tmp
     photo = obj.image_dynamics.image
     before = pkg.motion.scene_fingerprint()
     assert bpy.ops.image_dynamics.render_frames(renderer="mesh") == {"FINISHED"}
-    assert obj.name in pkg.frame_render.RENDERS
+    assert _pending(pkg, obj) is not None
     assert pkg.motion.scene_fingerprint() == before  # nothing changes while the job runs
-    level, text = _poll_until_done(pkg, obj.name)
+    level, text = _poll_until_done(pkg, obj)
     assert level == "INFO" and "24 frames (mesh renderer)" in text, text
 
     node = _texture_node(obj)
@@ -134,7 +149,7 @@ def test_pin_border_holds_the_rendered_frames_still_at_the_edges(addon, scene, b
     obj.image_dynamics.pin_border = True
     obj.image_dynamics.pin_width = 0.5
     assert bpy.ops.image_dynamics.render_frames(renderer="mesh") == {"FINISHED"}
-    level, text = _poll_until_done(pkg, obj.name)
+    level, text = _poll_until_done(pkg, obj)
     assert level == "INFO", text
     node = _texture_node(obj)
     f1 = cv2.imread(str(_file_at(node.image, node.image_user, 1))).astype(int)
@@ -153,7 +168,7 @@ def test_cancel_leaves_the_scene_unchanged(addon, scene, backend, tmp_path):
     before = pkg.motion.scene_fingerprint()
     node_image = _texture_node(obj).image
     assert bpy.ops.image_dynamics.render_frames(renderer="mesh") == {"FINISHED"}
-    pending = pkg.frame_render.RENDERS[obj.name]
+    pending = _pending(pkg, obj)
     end = time.monotonic() + 60
     while pending.state != "running":
         assert time.monotonic() < end, "the render never started"
@@ -161,7 +176,7 @@ def test_cancel_leaves_the_scene_unchanged(addon, scene, backend, tmp_path):
         time.sleep(0.01)
     job = pending.job
     assert bpy.ops.image_dynamics.cancel_render_frames() == {"FINISHED"}
-    assert obj.name not in pkg.frame_render.RENDERS
+    assert _pending(pkg, obj) is None
     end = time.monotonic() + 30
     while not job.poll().done:
         assert time.monotonic() < end
@@ -171,7 +186,7 @@ def test_cancel_leaves_the_scene_unchanged(addon, scene, backend, tmp_path):
     assert set(bpy.data.images) == images and _texture_node(obj).image == node_image
     mod = pkg.geometry_nodes.find_modifier(obj)
     assert mod.show_viewport and mod.show_render
-    assert "cancelled" in pkg.frame_render.MESSAGES[obj.name][1]
+    assert "cancelled" in _message(pkg, obj)[1]
 
 
 def test_stopping_the_local_backend_cancels_its_frame_renders(addon, scene, backend, tmp_path):
@@ -184,18 +199,154 @@ def test_stopping_the_local_backend_cancels_its_frame_renders(addon, scene, back
         obj = _plane(bpy, tmp_path, frame_end=2500)
         before = pkg.motion.scene_fingerprint()
         assert bpy.ops.image_dynamics.render_frames(renderer="mesh") == {"FINISHED"}
-        pending = pkg.frame_render.RENDERS[obj.name]
-        assert pending.address == pkg.backend_process.LOCAL.address
+        pending = _pending(pkg, obj)
+        address = pkg.backend_process.LOCAL.address
+        assert pending.address == address
         end = time.monotonic() + 60
         while pending.state != "running":
             assert time.monotonic() < end, "the render never started"
             pkg.frame_render.poll_renders()
             time.sleep(0.01)
+        t0 = time.monotonic()
         assert bpy.ops.image_dynamics.stop_backend() == {"FINISHED"}
-        assert obj.name not in pkg.frame_render.RENDERS
-        assert "cancelled" in pkg.frame_render.MESSAGES[obj.name][1]
+        assert time.monotonic() - t0 < 0.5  # it does not wait for the process (a timer reaps it)
+        assert _pending(pkg, obj) is None
+        assert "cancelled" in _message(pkg, obj)[1]
         assert pkg.motion.scene_fingerprint() == before
+        assert address not in pkg.prediction._CLIENTS  # no socket left reconnecting to a dead port
+        end = time.monotonic() + 30
+        while pkg.prediction.watch_step() is not None:  # the watch timer reaps it, then ends
+            assert time.monotonic() < end
+            time.sleep(0.05)
+        assert not pkg.backend_process.LOCAL.running and not pkg.backend_process.LOCAL.stopping
     finally:
         pkg.backend_process.LOCAL.stop()
         prefs.use_local_backend = False
         prefs.address = backend
+
+
+# -- the backend's limits ------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def _serve(tmp_path, *args):
+    """A real backend with extra ``serve`` flags; yields its address."""
+    out = tmp_path / "serve-limits.out"
+    with open(out, "w") as o:
+        proc = subprocess.Popen([backend_exe(), "serve", "--tiny-model", "0", "--bind", "tcp://127.0.0.1:0",
+                                 "--threads", "1", *args], stdout=o, stderr=subprocess.STDOUT,
+                                env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        end = time.monotonic() + 90
+        while not (m := READY_RE.search(out.read_text())):
+            assert proc.poll() is None, out.read_text()
+            assert time.monotonic() < end, "backend never became ready"
+            time.sleep(0.05)
+        yield m.group(1)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def _big_photo_plane(bpy, tmp_path, frame_end: int):
+    """A plane whose photo (and motion) is 256 x 160."""
+    bpy.context.scene.frame_end = frame_end
+    rng = np.random.default_rng(7)
+    photo = (rng.uniform(size=(160, 256, 3)) * 255).astype(np.uint8)
+    S = np.zeros((16, 2, 160, 256), np.complex64)
+    S[2:4] = 0.5 * (1 + 1j)  # an even sway: enough to render
+    path = tmp_path / "big.npz"
+    volume_file.save_volume(path, volume_file.SpectralVolume(S=S, image=photo, source="synth"))
+    return import_volume(bpy, path)
+
+
+def test_frames_are_shrunk_to_fit_the_backends_render_limit(addon, scene, backend, tmp_path):
+    """frames x photo pixels over max_render_pixels (from the hello reply): the photo sent is
+    shrunk, aspect kept, and the message says so; past what shrinking can fix, the add-on
+    refuses before sending anything and names the frame range."""
+    bpy, pkg = addon
+    prefs = bpy.context.preferences.addons["bl_ext.user_default.image_dynamics"].preferences
+    with _serve(tmp_path, "--max-render-pixels", "614400", "--max-render-frames", "1000") as address:
+        prefs.address = address
+        try:
+            obj = _big_photo_plane(bpy, tmp_path, frame_end=60)  # 60 x 256 x 160 = 2.5 M pixels > 614,400
+            assert bpy.ops.image_dynamics.render_frames(renderer="mesh") == {"FINISHED"}
+            level, text = _poll_until_done(pkg, obj)
+            assert level == "INFO" and "60 frames (mesh renderer)" in text, text
+            assert "The frames are 128 x 80" in text and "614400" in text
+            node = _texture_node(obj)
+            first = cv2.imread(str(_file_at(node.image, node.image_user, 1)))
+            assert first.shape == (80, 128, 3)
+            assert bpy.ops.image_dynamics.use_mesh_motion() == {"FINISHED"}
+
+            for frame_end, expect in ((1500, "renders at most 1000 at once: shorten the frame range"),
+                                      (900, "shorten the frame range, or start the backend with a larger "
+                                            "--max-render-pixels")):
+                bpy.context.scene.frame_end = frame_end
+                before = pkg.motion.scene_fingerprint()
+                assert bpy.ops.image_dynamics.render_frames(renderer="mesh") == {"FINISHED"}
+                level, text = _poll_until_done(pkg, obj)
+                assert level == "ERROR" and expect in text, text
+                assert "motion resolution" not in text.lower()
+                assert pkg.motion.scene_fingerprint() == before
+        finally:
+            prefs.address = backend
+            pkg.prediction.close_client(address)
+
+
+class _OldRenderBackend:
+    """A scripted backend that reports no limits in hello (an older one) and refuses the render
+    itself with too_large: the message must name the render's fixes, not the motion resolution."""
+
+    def __init__(self) -> None:
+        self.sock = zmq.Context.instance().socket(zmq.ROUTER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.address = f"tcp://127.0.0.1:{self.sock.bind_to_random_port('tcp://127.0.0.1')}"
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            if not self.sock.poll(50):
+                continue
+            frames = self.sock.recv_multipart()
+            ident, header = frames[0], json.loads(frames[1])
+            op = header.get("op")
+            if op == "ping":
+                replies = [{"op": "pong", "instance": "old"}]
+            elif op == "hello":
+                replies = [{"op": "hello", "instance": "old", "model": {"name": "old"}, "device": "cpu",
+                            "engine": "old", "supported_versions": [1],
+                            "rendering": {"renderers": ["mesh"], "default": "mesh"}}]
+            elif op == "render":
+                replies = [{"op": "error", "code": "too_large", "hint": "", "retryable": False,
+                            "message": "60 frames of 32 x 20 are 38400 pixels, over the limit of 1000"}]
+            else:
+                replies = []
+            for reply in replies:
+                self.sock.send_multipart([ident, json.dumps({"protocol": 1, "id": header.get("id"), **reply}).encode()])
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.sock.close()
+
+
+def test_a_render_the_backend_finds_too_large_names_the_frame_range(addon, scene, backend, tmp_path):
+    bpy, pkg = addon
+    prefs = bpy.context.preferences.addons["bl_ext.user_default.image_dynamics"].preferences
+    fake = _OldRenderBackend()
+    try:
+        prefs.address = fake.address
+        obj = _plane(bpy, tmp_path, frame_end=60)
+        before = pkg.motion.scene_fingerprint()
+        assert bpy.ops.image_dynamics.render_frames(renderer="mesh") == {"FINISHED"}
+        level, text = _poll_until_done(pkg, obj, timeout=30)
+        assert level == "ERROR" and "The frames are too large for this backend" in text, text
+        assert "shorten the frame range" in text and "Photo Size Sent" in text and "38400 pixels" in text
+        assert "motion resolution" not in text.lower()
+        assert pkg.motion.scene_fingerprint() == before
+    finally:
+        prefs.address = backend
+        pkg.prediction.close_client(fake.address)
+        fake.close()

@@ -246,6 +246,17 @@ def test_speed_rescales_time(core):
         C.TimeMap(0, 30.0, speed=0.0)
 
 
+def test_a_loop_shorter_than_two_motion_frames_is_refused_with_the_fix(core):
+    C = core.coords
+    tm = C.TimeMap(start_frame=1, scene_fps=24.0, speed=0.01)  # 150 scene frames = 1.875 motion frames
+    assert C.loop_motion_frames(160, tm) == pytest.approx(2.0)
+    with pytest.raises(ValueError, match=r"Loop Length at this Speed is shorter than 2 frames of the motion "
+                                         r"\(150 frames at Speed 0.01 and 24 fps are 1.8\d motion frames\): "
+                                         "raise Loop Length or Speed"):
+        C.loop_coords(4, np.arange(1.0, 10.0), tm, 150)
+    assert C.loop_coords(4, np.arange(1.0, 10.0), tm, None).q.shape == (9, 4)  # no loop: no limit
+
+
 def test_sum_coords_and_wind_noise(core):
     C = core.coords
     tm = C.TimeMap(0, 30.0)
@@ -327,6 +338,16 @@ def test_pc2_round_trip(core, tmp_path):
     back, start, rate = core.pc2.read_pc2(tmp_path / "a.pc2")
     np.testing.assert_array_equal(back, pos)
     assert (start, rate) == (3.0, 1.0)
+    # a failed write keeps the earlier file whole and leaves no temp file
+    (tmp_path / "a.pc2.partial").mkdir()  # the temp name cannot be opened as a file
+    with pytest.raises(OSError):
+        core.pc2.write_pc2(tmp_path / "a.pc2", pos * 2, 3.0)
+    assert (tmp_path / "a.pc2").read_bytes() == raw
+    (tmp_path / "a.pc2.partial").rmdir()
+    (tmp_path / "b.pc2").mkdir()  # the final name is a folder: the rename fails after the temp file is written
+    with pytest.raises(OSError):
+        core.pc2.write_pc2(tmp_path / "b.pc2", pos, 3.0)
+    assert not (tmp_path / "b.pc2.partial").exists()
 
 
 def test_volume_pack_unpack_and_files_share_the_backend_format(core, tmp_path):
@@ -344,6 +365,26 @@ def test_volume_pack_unpack_and_files_share_the_backend_format(core, tmp_path):
     np.testing.assert_array_equal(V.load(tmp_path / "b.npz").S, S)
     with pytest.raises(V.VolumeFileError):
         V.load(tmp_path / "missing.npz")
+
+
+@pytest.mark.parametrize("fps, num_frames, K, match", [
+    (0.0, 150, 6, "frame rate of 0 fps; it must be positive"),
+    (-30.0, 150, 6, "frame rate of -30 fps"),
+    (float("nan"), 150, 6, "frame rate of nan fps"),
+    (30.0, 10, 6, "6 frequency bins, but a motion of 10 frames has at most 5"),
+    (30.0, 1, 1, "spans 1 frames; it needs at least 2"),
+])
+def test_volumes_no_motion_can_be_made_of_are_refused(core, tmp_path, fps, num_frames, K, match):
+    """``load_volume`` checks the file's layout; ``volume_io.load`` / ``check`` also what a motion needs."""
+    V = core.volume_io
+    vol = V.SpectralVolume(S=_volume(K=K), fps=fps, num_frames=num_frames)
+    with pytest.raises(V.VolumeFileError, match=match):
+        V.check(vol)
+    path = tmp_path / "bad.npz"
+    volume_file.save_volume(path, volume_file.SpectralVolume(S=_volume(K=K), fps=fps, num_frames=num_frames))
+    with pytest.raises(V.VolumeFileError, match=match if np.isfinite(fps) else "freqs_hz"):  # NaN: a bad file already
+        V.load(path)
+    V.check(V.SpectralVolume(S=_volume(K=5), fps=30.0, num_frames=10))  # K = T / 2 is allowed
 
 
 # -- local backend process ------------------------------------------------------------------------------
@@ -390,3 +431,127 @@ def test_local_backend_failures_carry_a_code(core, tmp_path):
         lb.wait_ready(20)
     assert info.value.code == "backend_exited" and "CUDA is not available" in info.value.message
     assert BP.find_executable(str(tmp_path)) == exe  # a folder holding the executable works too
+
+
+def test_local_backend_keeps_why_it_failed_and_never_blocks_to_stop(core, tmp_path):
+    """``last_error`` holds the stderr tail until the next start; ``poll_ready`` reports an exit
+    once; ``wait_ready`` gives up without killing a slow starter; ``stop_soon`` returns at once
+    and ``reap`` finishes (killing one that ignores SIGTERM after the grace time)."""
+    import time
+
+    BP = core.backend_process
+    lb = BP.LocalBackend()
+    with pytest.raises(BP.BackendStartError):
+        lb.start(str(tmp_path / "nope"), tiny_seed=0)
+    assert lb.last_error is not None and "no image-dynamics executable" in lb.last_error.message
+    failing = _fake_serve(tmp_path, """
+        import sys
+        print("loading the model", flush=True)
+        for i in range(6):
+            print(f"stderr line {i}", file=sys.stderr, flush=True)
+        print("error: the model folder has no config.json", file=sys.stderr, flush=True)
+        sys.exit(2)
+    """)
+    lb.start(failing, model=str(tmp_path))
+    assert lb.last_error is None  # a new start forgets the old failure
+    end = time.monotonic() + 20
+    while True:
+        try:
+            assert lb.poll_ready() is None
+        except BP.BackendStartError as exc:
+            err = exc
+            break
+        assert time.monotonic() < end
+        time.sleep(0.02)
+    assert lb.last_error is err and err.code == "backend_exited" and "exit status 2" in err.message
+    assert "no config.json" in err.message and "stderr line 5" in err.message
+    assert "loading the model" not in err.message  # the stderr tail, not stdout
+    assert lb.poll_ready() is None and not lb.running  # reported once, then nothing to follow
+
+    slow = tmp_path / "slow"
+    slow.mkdir()
+    stubborn = _fake_serve(slow, """
+        import signal, sys, time
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        print("loading for a long time", flush=True)
+        time.sleep(60)
+    """)
+    lb.start(stubborn, tiny_seed=0)
+    with pytest.raises(BP.BackendStartError, match="still starting"):
+        lb.wait_ready(0.3)
+    assert lb.running  # a slow start is not killed
+    proc = lb.proc
+    t0 = time.monotonic()
+    lb.stop_soon(grace=0.5)
+    assert time.monotonic() - t0 < 0.1 and not lb.running and lb.stopping
+    end = time.monotonic() + 10
+    while lb.reap():
+        assert time.monotonic() < end
+        time.sleep(0.05)
+    assert proc.poll() is not None and not lb.stopping  # killed after the grace time
+
+
+def _jobs_module(core):
+    return importlib.import_module(f"{PKG}.core.jobs")
+
+
+@pytest.mark.parametrize("address", ["tcp://127.0.0.1:5555", "tcp://localhost:1", "tcp://[::1]:65535",
+                                     "tcp://backend.example.org:5555", " tcp://127.0.0.1:5555 ", "ipc:///tmp/id.sock"])
+def test_valid_backend_addresses(core, address):
+    assert _jobs_module(core).check_address(address) is None
+
+
+@pytest.mark.parametrize("address, expect", [
+    ("localhost:5555", "needs the tcp:// prefix: write tcp://localhost:5555"),
+    ("127.0.0.1:5555", "needs the tcp:// prefix: write tcp://127.0.0.1:5555"),
+    ("tcp://127.0.0.1", "has no port"),
+    ("tcp://127.0.0.1:0x10", "no valid port"),
+    ("tcp://127.0.0.1:70000", "no valid port"),
+    ("tcp://:5555", "is not valid"),
+    ("tcp://*:5555", "is not valid"),
+    ("tcp://127.0.0.1:5555/x", "is not valid"),
+    ("udp://127.0.0.1:5555", "cannot use"),
+    ("ipc://", "has no path"),
+    ("backend", "is not valid"),
+    ("", "No backend address is set"),
+])
+def test_malformed_backend_addresses_say_how_to_write_them(core, address, expect):
+    text = _jobs_module(core).check_address(address)
+    assert text is not None and expect in text and "add-on preferences" in text, text
+
+
+def test_render_size_fits_the_backends_limits(core):
+    J = _jobs_module(core)
+    big, frames_cap = 64 * 1024 * 1024, 3000
+    # the review's case: a 1024 x 683 photo, 250 frames: 175 M pixels over 67 M
+    w, h = J.fit_render_size(1024, 683, 250, big, frames_cap, modes=16)
+    assert 250 * w * h <= big and abs(w / h - 1024 / 683) < 0.01 and w > 600
+    assert J.fit_render_size(320, 200, 60, big, frames_cap, modes=16) == (320, 200)  # fits: unchanged
+    assert J.fit_render_size(320, 200, 60, None, None) == (320, 200)  # no limits reported: unchecked
+    # K x pixels counts too (the volume at the photo's size), for a clip of few frames
+    w, h = J.fit_render_size(4096, 4096, 2, big, frames_cap, modes=64)
+    assert 64 * w * h <= big and w == h
+    with pytest.raises(J.RenderTooLarge, match="renders at most 3000 at once: shorten the frame range"):
+        J.fit_render_size(1024, 683, 3001, big, frames_cap)
+    with pytest.raises(J.RenderTooLarge, match="shorten the frame range, or start the backend with a larger"):
+        J.fit_render_size(1024, 683, 2900, 1_000_000, frames_cap)  # 344 pixels a frame: 22 x 15
+    assert J.fit_render_size(200, 100, 10, 10 * 128 * 64, frames_cap) == (128, 64)  # down to 64 px, not below
+    with pytest.raises(J.RenderTooLarge):  # a photo under 64 px may not shrink at all
+        J.fit_render_size(40, 30, 100, 100 * 20 * 15, frames_cap)
+
+
+def test_cancel_and_edit_mode_sentences(core):
+    J = _jobs_module(core)
+    user = "Prediction cancelled; the scene was not changed."
+    assert J.cancel_text("client", "prediction", user) == user
+    assert J.cancel_text(None, "prediction", user) == user
+    shut = J.cancel_text("shutdown", "prediction", user)
+    assert shut.startswith("The backend stopped (shut down) before the prediction finished") and "predict again" in shut
+    assert "heartbeat timeout" in J.cancel_text("heartbeat_timeout", "frame render", user)
+    assert "render the frames again" in J.cancel_text("heartbeat_timeout", "frame render", user)
+    assert "(something_new)" in J.cancel_text("something_new", "prediction", user)
+    for reason in ("shutdown", "heartbeat_timeout", "client_gone", "x"):
+        assert J.cancel_text(reason, "prediction", user).endswith("The scene was not changed.")
+    assert J.edit_mode_text("Plane", "EDIT") == "Leave Edit Mode on Plane to apply the predicted motion."
+    assert J.edit_mode_text("Plane", "VERTEX_PAINT").startswith("Leave Vertex Paint Mode on Plane")
+    assert "import bpy" not in Path(J.__file__).read_text()

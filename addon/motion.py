@@ -257,6 +257,10 @@ def apply_volume(obj, volume, scene=None) -> None:
     from . import frame_render  # not at the top: frame_render imports this module
 
     frame_render.restore_mesh_motion(obj)
+    # A render still running draws the old motion: its frames must not arrive over the new one.
+    if frame_render.cancel_render(obj.session_uid):
+        frame_render.MESSAGES[obj.session_uid] = (
+            "INFO", "The frame render was cancelled: the plane has new motion. Render Frames again for it.")
 
 
 def update_pin(obj) -> None:

@@ -23,19 +23,9 @@ save = volume_file.save_volume
 
 
 def check(volume, what: str = "the spectral volume") -> None:
-    """Raise ``VolumeFileError`` for a volume no motion can be made of. ``load_volume`` checks the
-    file's layout but not these; caught here, they would otherwise fail half-way through applying."""
-    K, _, H, W = volume.S.shape
-    fps, T = float(volume.fps), int(volume.num_frames)
-    if not (np.isfinite(fps) and fps > 0):
-        raise VolumeFileError(f"{what} has a frame rate of {fps:g} fps; it must be positive: re-export it")
-    if T < 2:
-        raise VolumeFileError(f"{what} spans {T} frames; it needs at least 2: re-export it")
-    if not 1 <= K <= T // 2:
-        raise VolumeFileError(f"{what} has {K} frequency bins, but a motion of {T} frames has at most {T // 2}: "
-                              "it is not a valid spectral volume (re-export it)")
-    if H < 1 or W < 1:
-        raise VolumeFileError(f"{what} is {W} x {H} pixels; it has no pixels: re-export it")
+    """Raise ``VolumeFileError`` for a volume no motion can be made of (``volume_file.check_volume``;
+    a ``SpectralVolume`` is checked when made, this re-checks one whose fields were changed since)."""
+    volume_file.check_volume(volume, what)
 
 
 def load(path):

@@ -65,8 +65,12 @@ class IMAGE_DYNAMICS_OT_add_poke(bpy.types.Operator):
         finally:
             motion._BUSY.discard(obj.name)
         motion.settings_changed(obj, context.scene)
-        self.report({"INFO"}, f"{poke.name} at frame {poke.frame} ({math.degrees(poke.angle):.0f} deg, "
-                              f"strength {poke.strength:g})")
+        what = f"{poke.name} at frame {poke.frame} ({math.degrees(poke.angle):.0f} deg, strength {poke.strength:g})"
+        failed = motion.update_error(obj)
+        if failed:  # the poke stays (like any setting); the motion keeps its previous keys
+            self.report({"WARNING"}, f"{what} added, but the motion was not updated: {failed}")
+        else:
+            self.report({"INFO"}, what)
         return {"FINISHED"}
 
 

@@ -27,6 +27,9 @@ class IMAGE_DYNAMICS_OT_remove_poke(bpy.types.Operator):
         p.pokes.remove(i)
         p.active_poke = max(0, i - 1)
         motion.settings_changed(obj, context.scene)
+        failed = motion.update_error(obj)
+        if failed:  # the poke is gone; the motion keeps its previous keys until the cause is fixed
+            self.report({"WARNING"}, f"Poke removed, but the motion was not updated: {failed}")
         return {"FINISHED"}
 
 

@@ -502,6 +502,10 @@ def test_auto_update_failure_keeps_the_keyframes_and_the_motion_panel_shows_why(
     assert not any(lab.get("text", "").startswith("Image Dynamics:") for lab in labels)  # drew without error
     shown = " ".join(lab.get("text", "") for lab in labels if lab.get("icon") == "ERROR")
     assert "raise Loop Length or Speed" in shown
+    # a poke added meanwhile stays (as any setting) and is reported as not applied, not as done
+    assert bpy.ops.image_dynamics.add_poke(source="UV", u=0.3, v=0.3, frame=3) == {"FINISHED"}
+    assert len(p.pokes) == 1 and "raise Loop Length or Speed" in pkg.motion.update_error(obj)
+    np.testing.assert_allclose(evaluated(bpy, obj, 20)["co"], ref, atol=1e-7)
     p.loop_frames = 400  # 400 * 0.0125 = 5 motion frames: works, clears the message, rewrites the keys
     assert pkg.motion.update_error(obj) is None
     assert pkg.motion.scene_fingerprint() != before
@@ -517,7 +521,7 @@ def test_auto_update_failure_keeps_the_keyframes_and_the_motion_panel_shows_why(
 def test_import_rejects_a_volume_no_motion_can_be_made_of(addon, scene, tmp_path, fps, num_frames, match):
     bpy, pkg = addon
     path = tmp_path / "bad.npz"
-    volume_file.save_volume(path, volume_file.SpectralVolume(S=synthetic_volume(0), fps=fps, num_frames=num_frames))
+    np.savez(path, S=synthetic_volume(0), fps=np.float64(fps), num_frames=np.int64(num_frames))  # not our writer
     before = pkg.motion.scene_fingerprint()
     images = len(bpy.data.images)
     with pytest.raises(RuntimeError, match=match):  # no plane yet: none is made
@@ -528,7 +532,8 @@ def test_import_rejects_a_volume_no_motion_can_be_made_of(addon, scene, tmp_path
     with pytest.raises(RuntimeError, match=match):  # onto a plane with motion: it keeps its motion
         bpy.ops.image_dynamics.import_motion(filepath=str(path))
     assert pkg.motion.scene_fingerprint() == before
-    bad = pkg.core.volume_io.SpectralVolume(S=synthetic_volume(0), fps=fps, num_frames=num_frames)
+    bad = pkg.core.volume_io.SpectralVolume(S=synthetic_volume(0), fps=30.0, num_frames=150)
+    bad.fps, bad.num_frames = fps, num_frames  # a volume made valid, then changed (a prediction result, say)
     with pytest.raises(pkg.core.volume_io.VolumeFileError, match=match):  # a prediction result, say
         pkg.motion.apply_volume(obj, bad)
     assert pkg.motion.scene_fingerprint() == before

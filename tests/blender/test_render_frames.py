@@ -189,6 +189,31 @@ def test_cancel_leaves_the_scene_unchanged(addon, scene, backend, tmp_path):
     assert "cancelled" in _message(pkg, obj)[1]
 
 
+def test_new_motion_cancels_a_render_of_the_old_one(addon, scene, backend, tmp_path):
+    """Frames of the old motion must not arrive over the new one."""
+    bpy, pkg = addon
+    obj = _plane(bpy, tmp_path, frame_end=2500)
+    node_image = _texture_node(obj).image
+    assert bpy.ops.image_dynamics.render_frames(renderer="mesh") == {"FINISHED"}
+    pending = _pending(pkg, obj)
+    end = time.monotonic() + 60
+    while pending.state != "running":
+        assert time.monotonic() < end, "the render never started"
+        pkg.frame_render.poll_renders()
+        time.sleep(0.01)
+    job = pending.job
+    new = pkg.core.volume_io.SpectralVolume(S=synthetic_volume(seed=4, modes=(1, 4), scale=0.4), fps=30.0,
+                                            num_frames=150)
+    pkg.motion.apply_volume(obj, new)
+    assert _pending(pkg, obj) is None and "the plane has new motion" in _message(pkg, obj)[1]
+    end = time.monotonic() + 30
+    while not job.poll().done:
+        assert time.monotonic() < end
+        time.sleep(0.02)
+    assert job.state == "cancelled"
+    assert _texture_node(obj).image == node_image  # the photo, not frames of the old motion
+
+
 def test_stopping_the_local_backend_cancels_its_frame_renders(addon, scene, backend, tmp_path):
     bpy, pkg = addon
     prefs = bpy.context.preferences.addons["bl_ext.user_default.image_dynamics"].preferences

@@ -176,5 +176,9 @@ def test_bad_inputs_fail_with_one_clear_line(run_cli, photo, motion, tmp_path):
     _one_error_line(_animate(run_cli, photo, tmp_path / "nothing.npz", out), "no such motion file")
     _one_error_line(_animate(run_cli, photo, broken, out), "cannot read spectral-volume file")
     _one_error_line(_animate(run_cli, photo, motion, out, "--fps", "0"), "--fps")
+    _one_error_line(_animate(run_cli, photo, motion, out, "--seed", str(2**64)), "--seed must be from 0 to")
+    too_many_bins = tmp_path / "k20.npz"  # 20 bins cannot come from 30 frames
+    np.savez(too_many_bins, S=np.zeros((20, 2, 8, 8), np.complex64), fps=np.float64(30), num_frames=np.int64(30))
+    _one_error_line(_animate(run_cli, photo, too_many_bins, out), "20 frequency bins")
     _one_error_line(_animate(run_cli, photo, motion, out, "--loop", "--seconds", "0.01"), "cannot time this clip")
     assert not out.exists() and not list(tmp_path.glob("*.partial.*"))

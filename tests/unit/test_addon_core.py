@@ -375,16 +375,19 @@ def test_volume_pack_unpack_and_files_share_the_backend_format(core, tmp_path):
     (30.0, 1, 1, "spans 1 frames; it needs at least 2"),
 ])
 def test_volumes_no_motion_can_be_made_of_are_refused(core, tmp_path, fps, num_frames, K, match):
-    """``load_volume`` checks the file's layout; ``volume_io.load`` / ``check`` also what a motion needs."""
+    """A volume no motion can be made of is refused when it is made, and when a file holds one."""
     V = core.volume_io
-    vol = V.SpectralVolume(S=_volume(K=K), fps=fps, num_frames=num_frames)
     with pytest.raises(V.VolumeFileError, match=match):
-        V.check(vol)
-    path = tmp_path / "bad.npz"
-    volume_file.save_volume(path, volume_file.SpectralVolume(S=_volume(K=K), fps=fps, num_frames=num_frames))
-    with pytest.raises(V.VolumeFileError, match=match if np.isfinite(fps) else "freqs_hz"):  # NaN: a bad file already
+        V.SpectralVolume(S=_volume(K=K), fps=fps, num_frames=num_frames)
+    path = tmp_path / "bad.npz"  # written by something else than save_volume
+    np.savez(path, S=_volume(K=K), fps=np.float64(fps), num_frames=np.int64(num_frames))
+    with pytest.raises(V.VolumeFileError, match=match):
         V.load(path)
-    V.check(V.SpectralVolume(S=_volume(K=5), fps=30.0, num_frames=10))  # K = T / 2 is allowed
+    ok = V.SpectralVolume(S=_volume(K=5), fps=30.0, num_frames=10)  # K = T / 2 is allowed
+    V.check(ok)
+    ok.fps = 0.0  # changed after it was made: check() still catches it
+    with pytest.raises(V.VolumeFileError, match="frame rate of 0 fps"):
+        V.check(ok)
 
 
 # -- local backend process ------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
+from ..protocol.messages import MAX_SEED
 
 DEFAULT_FPS = 30.0
 MAX_SECONDS = 600.0
@@ -83,6 +84,8 @@ def _check_args(args) -> None:
         raise UserError(f"--crf must be from 0 to 51, got {args.crf}", "18 is visually lossless, 23 x264's default")
     if args.steps is not None and not 1 <= args.steps <= 1000:
         raise UserError(f"--steps must be between 1 and 1000, got {args.steps}")
+    if not 0 <= args.seed <= MAX_SEED:  # as predict: torch's generator takes no more
+        raise UserError(f"--seed must be from 0 to {MAX_SEED}, got {args.seed}")
     if args.threads is not None and args.threads < 1:
         raise UserError("--threads must be at least 1")
     if args.motion is not None and not str(args.motion).endswith(".npz"):

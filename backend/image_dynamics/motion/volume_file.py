@@ -34,6 +34,22 @@ class VolumeFileError(ValueError):
     """A spectral-volume file is missing, unreadable or does not follow the convention."""
 
 
+def check_volume(volume, what: str = "the spectral volume") -> None:
+    """Raise ``VolumeFileError`` for a volume no motion can be made of (frame rate, frame count,
+    frequency bins, size): caught here, they would otherwise fail half-way through animating it."""
+    K, _, H, W = volume.S.shape
+    fps, T = float(volume.fps), int(volume.num_frames)
+    if not (np.isfinite(fps) and fps > 0):
+        raise VolumeFileError(f"{what} has a frame rate of {fps:g} fps; it must be positive: re-export it")
+    if T < 2:
+        raise VolumeFileError(f"{what} spans {T} frames; it needs at least 2: re-export it")
+    if not 1 <= K <= T // 2:
+        raise VolumeFileError(f"{what} has {K} frequency bins, but a motion of {T} frames has at most {T // 2}: "
+                              "it is not a valid spectral volume (re-export it)")
+    if H < 1 or W < 1:
+        raise VolumeFileError(f"{what} is {W} x {H} pixels; it has no pixels: re-export it")
+
+
 @dataclass
 class SpectralVolume:
     S: np.ndarray
@@ -48,6 +64,7 @@ class SpectralVolume:
         if self.S.ndim != 4 or self.S.shape[1] != 2:
             raise VolumeFileError(f"S must have shape (K, 2, H, W), got {self.S.shape}")
         self.S = self.S.astype(np.complex64, copy=False)
+        check_volume(self)
         if self.image is not None:
             img = np.asarray(self.image)
             if img.shape != (self.height, self.width, 3) or img.dtype != np.uint8:
@@ -161,4 +178,7 @@ def load_volume(path: str | os.PathLike) -> SpectralVolume:
         raise VolumeFileError(f"{path}: S must be complex, got {S.dtype}")
     if not np.all(np.isfinite(S)):
         raise VolumeFileError(f"{path}: S contains NaN or Inf")
-    return SpectralVolume(S=S, fps=fps, num_frames=num_frames, image=image, source=source, meta=meta)
+    try:
+        return SpectralVolume(S=S, fps=fps, num_frames=num_frames, image=image, source=source, meta=meta)
+    except VolumeFileError as exc:
+        raise VolumeFileError(f"{path}: {exc}") from None

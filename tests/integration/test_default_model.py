@@ -79,3 +79,18 @@ def test_backend_serves_the_default_model_and_matches_it_in_process(predictor, t
     expected = predictor.predict(pair["image"], seed=3, steps=8, size=(128, 80))
     assert result.S.shape == (16, 2, 80, 128)
     np.testing.assert_allclose(result.S, expected, rtol=1e-4, atol=1e-5 * float(np.abs(expected).max()))
+
+
+def test_shipped_regression_baseline_loads_and_predicts_what_its_card_says():
+    """models/regression-baseline (the card's third baseline) is a valid folder, and it predicts what its
+    card says it learned: (almost exactly) zero motion on a held-out scene."""
+    import torch
+
+    from image_dynamics.evaluation.baselines import RegressionBaseline
+
+    torch.set_num_threads(1)
+    baseline = RegressionBaseline.load(REPO / "models" / "regression-baseline")
+    pair = make_pair(HELD_OUT_SEEDS[1])
+    S = baseline.predict(pair["image"], size=(256, 160))
+    assert S.shape == (16, 2, 160, 256) and np.isfinite(S).all()
+    assert float(np.abs(S).max()) < 1e-3  # collapsed to zero motion (see its card)

@@ -267,6 +267,11 @@ def update_pin(obj) -> None:
     props = obj.image_dynamics
     if not props.is_plane or obj.type != "MESH" or obj.name in _BUSY:
         return
+    if obj.mode != "OBJECT":
+        # Leaving Edit Mode rewrites the mesh from its edit copy, which would drop the weights written now.
+        UPDATE_ERRORS[obj.session_uid] = (f"Pin Border was not applied: {obj.name} is in Edit Mode. Leave Edit Mode, "
+                                          "then press Update Motion.")
+        return
     grid = plane_grid(obj)
     if len(obj.data.vertices) != grid.num_vertices:
         return

@@ -9,7 +9,7 @@ from ._common import active_plane_with_motion
 
 
 class IMAGE_DYNAMICS_OT_update_motion(bpy.types.Operator):
-    """Recompute the loop, pokes and wind and rewrite the motion keyframes"""
+    """Recompute the loop, pokes, wind and border pinning, and rewrite the motion keyframes"""
 
     bl_idname = "image_dynamics.update_motion"
     bl_label = "Update Motion"
@@ -21,6 +21,11 @@ class IMAGE_DYNAMICS_OT_update_motion(bpy.types.Operator):
 
     def execute(self, context):
         obj = active_plane_with_motion(context)
+        if obj.mode != "OBJECT":
+            self.report({"ERROR"}, f"Leave Edit Mode on {obj.name} first: Blender keeps mesh changes made now only "
+                                   "in its edit copy.")
+            return {"CANCELLED"}
+        motion.update_pin(obj)  # also brings back a Pin Border change made in Edit Mode
         try:
             c = motion.rebuild_keyframes(obj, context.scene)
         except Exception as exc:  # the keyframes were not touched; the Motion panel keeps saying why

@@ -619,6 +619,23 @@ def test_edit_mode_refuses_to_apply_and_changes_nothing(plane, tmp_path):
     assert obj.image_dynamics.num_modes == 8 and "id_re_07" in obj.data.attributes and obj.data.users == 1
 
 
+def test_pin_border_changed_in_edit_mode_says_so_and_update_motion_applies_it(plane):
+    """Leaving Edit Mode rewrites the mesh from its edit copy: a pin written meanwhile would be lost."""
+    bpy, pkg, obj, S, model = plane
+    pins = lambda: np.array([d.value for d in obj.data.attributes["id_pin"].data])  # noqa: E731
+    still = pins()
+    bpy.ops.object.mode_set(mode="EDIT")
+    obj.image_dynamics.pin_border = True
+    assert "Pin Border was not applied" in pkg.motion.update_error(obj)
+    with pytest.raises(RuntimeError, match="Leave Edit Mode"):
+        bpy.ops.image_dynamics.update_motion()
+    bpy.ops.object.mode_set(mode="OBJECT")
+    np.testing.assert_array_equal(pins(), still)  # not half applied
+    assert bpy.ops.image_dynamics.update_motion() == {"FINISHED"}
+    assert pkg.motion.update_error(obj) is None
+    assert pins().min() < still.min() == 1.0  # the border is pinned now (weight 0 at the edge)
+
+
 def test_use_active_image_plane_refuses_in_edit_mode(addon, scene):
     bpy, pkg = addon
     bpy.ops.mesh.primitive_plane_add(size=2.0)

@@ -10,10 +10,13 @@ phases), with the photo shrunk if frames x pixels would pass the backend's ``max
 ``poll_renders()`` is the one poll step (a ``bpy.app.timers`` function calls it; tests call it
 directly). When frames arrive they are written as PNGs into a
 new folder next to the .blend (``//image_dynamics_frames/``; a temporary folder for an unsaved
-file; never the extension's folder), loaded as an image sequence on the plane's Image Texture
-node (frame_start = the scene's first frame, cyclic), and the Geometry Nodes displacement is
-switched off so the motion is not shown twice. Nothing touches the scene before that, so a
-failed or cancelled render leaves it exactly as it was.
+file; never the extension's folder) by a worker thread (``core.frame_writer``: encoding hundreds
+of frames would freeze the UI), the job in the ``writing`` state meanwhile. A later poll step,
+once every file is written, loads them as an image sequence on the plane's Image Texture node
+(frame_start = the scene's first frame, cyclic) and switches the Geometry Nodes displacement off
+so the motion is not shown twice. Nothing touches the scene before that, so a failed or
+cancelled render (cancelled while writing too: the partial folder is removed) leaves it exactly
+as it was.
 """
 
 from __future__ import annotations
@@ -31,12 +34,13 @@ import numpy as np
 from . import geometry_nodes as gn
 from . import keyframes, motion, prediction
 from .core import grid as G
-from .core import imaging, jobs, png
+from .core import frame_writer, imaging, jobs, png
 from .preferences import get_prefs
 
 POLL_INTERVAL = 0.2
 FRAMES_FOLDER = "image_dynamics_frames"
 FRAME_PATTERN = "frame_{:04d}.png"  # Blender reads the number as the sequence frame (1 = first)
+STOP_WAIT = 2.0  # seconds a cancel waits for the writer thread to end (it stops between files)
 SEQUENCE_TAG = "image_dynamics_frames"  # custom property on the images this module makes
 
 CANCELLED_MESSAGE = "Rendering cancelled; the scene was not changed."
@@ -44,6 +48,8 @@ CANCELLED_MESSAGE = "Rendering cancelled; the scene was not changed."
 # the motion resolution that errors.describe_failure suggests for predictions.
 TOO_LARGE_MESSAGE = ("The frames are too large for this backend ({message}): shorten the frame range, or lower "
                      "Photo Size Sent in the add-on preferences.")
+WRITE_FAILED_MESSAGE = ("Could not write the rendered frames into {folder} ({reason}): check that the folder is "
+                        "writable and the disk has space. The scene was not changed.")
 
 RENDERS: dict[int, "PendingRender"] = {}  # plane session_uid -> its render
 MESSAGES: dict[int, tuple[str, str]] = {}
@@ -53,6 +59,12 @@ MESSAGES: dict[int, tuple[str, str]] = {}
 class PendingRender(prediction.Pending):
     frame_start: int = 1
     frames: int = 0
+    writer: frame_writer.FrameWriter | None = None  # writing the arrived frames (state "writing")
+
+    def abort(self) -> None:
+        # The thread must not go on writing into a folder nobody will use (cancel, unregister).
+        if self.writer is not None:
+            self.writer.stop(wait=STOP_WAIT)
 
 
 def plane_coordinates(obj, frames: np.ndarray) -> np.ndarray:
@@ -173,37 +185,14 @@ def _texture_node(obj):
 
 
 def apply_frames(obj, scene, frames: np.ndarray, frame_start: int) -> str:
-    """Write the frames and show them on the plane, all or nothing; returns the folder."""
-    node = _texture_node(obj)
-    if node is None:
+    """Write the frames and show them on the plane, all or nothing; returns the folder. Blocks
+    while writing (scripts); the poll step writes on a thread instead (``_apply_render``)."""
+    if _texture_node(obj) is None:
         raise RuntimeError(f"{obj.name}'s material has no Image Texture node showing its photo")
     folder = output_folder(obj.name)
-    image = None
-    old_image = node.image
-    mod = gn.find_modifier(obj)
-    old_vis = (mod.show_viewport, mod.show_render) if mod is not None else None
     try:
-        paths = write_frames(frames, folder)
-        image = bpy.data.images.load(paths[0], check_existing=False)
-        image.name = f"{obj.name} frames"
-        image.source = "SEQUENCE"
-        image[SEQUENCE_TAG] = True
-        node.image = image
-        user = node.image_user
-        user.frame_duration = len(paths)
-        user.frame_start = int(frame_start)
-        user.frame_offset = 0
-        user.use_cyclic = True  # past the range the clip repeats (a looping plane loops on)
-        user.use_auto_refresh = True
-        if mod is not None:  # the frames already move: a displaced mesh would show it twice
-            mod.show_viewport = False
-            mod.show_render = False
+        show_frames(obj, write_frames(frames, folder), frame_start)
     except BaseException:
-        node.image = old_image
-        if mod is not None and old_vis is not None:
-            mod.show_viewport, mod.show_render = old_vis
-        if image is not None:
-            bpy.data.images.remove(image)
         shutil.rmtree(folder, ignore_errors=True)
         raise
     return folder
@@ -236,10 +225,76 @@ def restore_mesh_motion(obj) -> bool:
     return True
 
 
-def _apply_render(pending: PendingRender, obj, result) -> str:
-    folder = apply_frames(obj, bpy.context.scene, result.frames, pending.frame_start)
+def _write_failed(folder: str, exc: BaseException) -> prediction.PredictionError:
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
+    return prediction.PredictionError("write_failed", WRITE_FAILED_MESSAGE.format(folder=folder, reason=reason))
+
+
+def _start_writing(pending: PendingRender, obj, result) -> None:
+    """Main thread: a new folder (``bpy.data.filepath`` is read here), then the writer thread."""
+    if _texture_node(obj) is None:  # checked before seconds of writing, not after
+        raise RuntimeError(f"{obj.name}'s material has no Image Texture node showing its photo")
+    try:
+        folder = output_folder(obj.name)
+    except OSError as exc:
+        raise _write_failed(getattr(exc, "filename", None) or FRAMES_FOLDER, exc) from None
+    pending.writer = frame_writer.FrameWriter(result.frames, folder, FRAME_PATTERN).start()
+    pending.state, pending.progress = "writing", 0.0
+
+
+def show_frames(obj, paths: list[str], frame_start: int) -> None:
+    """Written frames -> the plane's image sequence, the displacement off; all or nothing (the
+    files stay: the caller owns them)."""
+    node = _texture_node(obj)
+    if node is None:
+        raise RuntimeError(f"{obj.name}'s material has no Image Texture node showing its photo")
+    image = None
+    old_image = node.image
+    mod = gn.find_modifier(obj)
+    old_vis = (mod.show_viewport, mod.show_render) if mod is not None else None
+    try:
+        image = bpy.data.images.load(paths[0], check_existing=False)
+        image.name = f"{obj.name} frames"
+        image.source = "SEQUENCE"
+        image[SEQUENCE_TAG] = True
+        node.image = image
+        user = node.image_user
+        user.frame_duration = len(paths)
+        user.frame_start = int(frame_start)
+        user.frame_offset = 0
+        user.use_cyclic = True  # past the range the clip repeats (a looping plane loops on)
+        user.use_auto_refresh = True
+        if mod is not None:  # the frames already move: a displaced mesh would show it twice
+            mod.show_viewport = False
+            mod.show_render = False
+    except BaseException:
+        node.image = old_image
+        if mod is not None and old_vis is not None:
+            mod.show_viewport, mod.show_render = old_vis
+        if image is not None:
+            bpy.data.images.remove(image)
+        raise
+
+
+def _apply_render(pending: PendingRender, obj, result) -> str | None:
+    """Step by step: start the writer, follow it (None while it writes), then show the frames."""
+    writer = pending.writer
+    if writer is None:
+        _start_writing(pending, obj, result)
+        return None
+    pending.progress = writer.progress
+    if not writer.done:
+        return None
+    if writer.error is not None:
+        raise _write_failed(writer.folder, writer.error)
+    try:
+        show_frames(obj, writer.paths, pending.frame_start)
+    except BaseException:
+        writer.stop()  # the thread has ended: this removes the folder
+        raise
+    pending.writer = None  # the files are the plane's now: nothing to stop or remove
     return (f"{result.frames.shape[0]} frames ({result.renderer} renderer) in "
-            f"{time.monotonic() - pending.started:.1f} s, saved in {folder}.{pending.note}")
+            f"{time.monotonic() - pending.started:.1f} s, saved in {writer.folder}.{pending.note}")
 
 
 def poll_renders() -> bool:
@@ -251,8 +306,9 @@ def poll_renders() -> bool:
 
 
 def cancel_render(key: int) -> bool:
-    """Cancel the render of the plane with session_uid ``key``: the backend is told, the add-on
-    forgets the job (the scene was never touched)."""
+    """Cancel the render of the plane with session_uid ``key``: the backend is told (or the
+    writer thread stopped and its folder removed), the add-on forgets the job (the scene was
+    never touched)."""
     return prediction.cancel_job(RENDERS, MESSAGES, key, CANCELLED_MESSAGE)
 
 

@@ -76,6 +76,10 @@ class Pending:
     progress: float = 0.0
     state: str = "connecting"
 
+    def abort(self) -> None:
+        """Stop local work the job started after its result arrived (frame renders write files
+        on a thread); called whenever the job is dropped before it completes."""
+
 
 PENDING: dict[int, Pending] = {}
 MESSAGES: dict[int, tuple[str, str]] = {}  # plane session_uid -> (level 'INFO'/'ERROR', text)
@@ -504,7 +508,8 @@ def _advance(pending: Pending, messages: dict, what: str, failure_texts: dict | 
 
 
 def _drop(pending: Pending) -> None:
-    """Stop whatever ``pending`` has under way (its worker thread, its job on the backend)."""
+    """Stop whatever ``pending`` has under way (its worker threads, its job on the backend)."""
+    pending.abort()
     if pending.connect is not None:
         pending.connect.abandon()
         pending.connect = None
@@ -519,8 +524,10 @@ def poll_table(table: dict, messages: dict, *, what: str, apply_failed: str, on_
                failure_texts: dict | None = None, needs_object_mode: bool = False) -> bool:
     """One poll step for every job in ``table`` (predictions, frame renders): its phases, its
     progress, then at the end a message in ``messages`` and the job dropped. ``on_done(pending,
-    obj, result)`` applies a finished job to its plane and returns the success text; if it raises,
-    ``apply_failed`` (with ``{exc}``) is the message and the scene is left as it was. With
+    obj, result)`` applies a finished job to its plane and returns the success text, or None to be
+    called again on a later step (work still under way off the UI thread); if it raises
+    ``PredictionError`` its text is the message, any other exception gives ``apply_failed`` (with
+    ``{exc}``), and the scene is left as it was. With
     ``needs_object_mode`` a result waits while its plane is in another mode. Returns True while
     any job runs."""
 
@@ -568,6 +575,7 @@ def poll_table(table: dict, messages: dict, *, what: str, apply_failed: str, on_
             pending.result = status.result
         obj = find_plane(pending.key, pending.object_name)
         if obj is None:
+            pending.abort()
             finish(pending, "ERROR", f"{pending.object_name} was deleted before its {what} finished; nothing was "
                                      "changed.")
             continue
@@ -579,8 +587,15 @@ def poll_table(table: dict, messages: dict, *, what: str, apply_failed: str, on_
             continue
         try:
             text = on_done(pending, obj, pending.result)
+        except PredictionError as exc:
+            pending.abort()
+            finish(pending, "ERROR", exc.text)
+            continue
         except Exception as exc:
+            pending.abort()
             finish(pending, "ERROR", apply_failed.format(exc=exc))
+            continue
+        if text is None:
             continue
         finish(pending, "INFO", text)
     return bool(table)

@@ -375,3 +375,146 @@ def test_a_render_the_backend_finds_too_large_names_the_frame_range(addon, scene
         prefs.address = backend
         pkg.prediction.close_client(fake.address)
         fake.close()
+
+
+# -- writing the frames (a worker thread; the poll step stays quick) -----------------------------------------
+
+@contextlib.contextmanager
+def _gated_png_writes(pkg, hold_from: int, fail_at: int | None = None):
+    """Replace the add-on's PNG writer: files from number ``hold_from`` on wait for the yielded
+    event (so a test sees the job while it writes, without timing); file ``fail_at`` fails as
+    on a full disk. Yields (event, the threads that wrote)."""
+    import errno
+
+    png = pkg.core.png
+    real, go, threads = png.write_png, threading.Event(), set()
+
+    def write(path, rgb):
+        threads.add(threading.get_ident())
+        n = int(re.search(r"(\d+)\.png$", str(path)).group(1))
+        if n >= hold_from:
+            assert go.wait(30)
+        if n == fail_at:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real(path, rgb)
+
+    png.write_png = write
+    try:
+        yield go, threads
+    finally:
+        go.set()
+        png.write_png = real
+
+
+def _poll_until_writing(pkg, obj, timeout: float = 120.0):
+    """Poll until the tick that receives the frames; returns the pending render."""
+    pending = _pending(pkg, obj)
+    end = time.monotonic() + timeout
+    while pending.result is None:
+        assert time.monotonic() < end, "the frames never arrived"
+        assert pkg.frame_render.poll_renders(), _message(pkg, obj)
+        time.sleep(0.02)
+    return pending
+
+
+def test_the_frames_are_written_off_the_poll_step(addon, scene, backend, tmp_path):
+    """The tick that receives the frames only starts a writer thread; the scene changes on a
+    later tick, once every file is written."""
+    bpy, pkg = addon
+    obj = _plane(bpy, tmp_path, frame_end=300)
+    before = pkg.motion.scene_fingerprint()
+    assert bpy.ops.image_dynamics.render_frames(renderer="mesh") == {"FINISHED"}
+    with _gated_png_writes(pkg, hold_from=100) as (go, threads):
+        pending = _poll_until_writing(pkg, obj)
+        assert pending.state == "writing" and pending.writer is not None
+        assert pkg.motion.scene_fingerprint() == before  # nothing shown before every file exists
+        while pending.writer.written < 99:
+            assert not pending.writer.done, pending.writer.error
+            time.sleep(0.01)
+        for _ in range(3):  # ticks while the writer works: the job stays, with its progress
+            assert pkg.frame_render.poll_renders() is True
+        assert _pending(pkg, obj) is pending and pending.state == "writing"
+        assert 0.3 <= pending.progress < 0.34
+        assert pkg.prediction.status_text(pending) == "Writing 33%"
+        assert pkg.motion.scene_fingerprint() == before
+        go.set()
+        level, text = _poll_until_done(pkg, obj)
+    assert threading.get_ident() not in threads and len(threads) == 1  # one worker, not the UI thread
+    assert level == "INFO" and "300 frames (mesh renderer)" in text, text
+    node = _texture_node(obj)
+    assert node.image.source == "SEQUENCE" and node.image_user.frame_duration == 300
+    folder = Path(bpy_abspath(node.image.filepath)).parent
+    assert len(list(folder.glob("frame_*.png"))) == 300 and f"saved in {folder}" in text
+
+
+def test_cancel_while_writing_removes_the_folder_and_leaves_the_scene(addon, scene, backend, tmp_path):
+    bpy, pkg = addon
+    obj = _plane(bpy, tmp_path, frame_end=60)
+    images = set(bpy.data.images)
+    before = pkg.motion.scene_fingerprint()
+    assert bpy.ops.image_dynamics.render_frames(renderer="mesh") == {"FINISHED"}
+    with _gated_png_writes(pkg, hold_from=3) as (go, _):
+        pending = _poll_until_writing(pkg, obj)
+        writer = pending.writer
+        while writer.written < 2:
+            time.sleep(0.01)
+        assert os.path.isdir(writer.folder)
+        threading.Timer(0.1, go.set).start()  # the file in progress ends while cancel waits for it
+        assert bpy.ops.image_dynamics.cancel_render_frames() == {"FINISHED"}
+        assert _pending(pkg, obj) is None and "cancelled" in _message(pkg, obj)[1]
+        assert writer.join(30) and writer.stopped
+    assert writer.written < 60 and not os.path.exists(writer.folder)
+    assert pkg.motion.scene_fingerprint() == before
+    assert set(bpy.data.images) == images
+    mod = pkg.geometry_nodes.find_modifier(obj)
+    assert mod.show_viewport and mod.show_render
+
+
+def test_unregister_stops_the_writer(addon, scene, backend, tmp_path):
+    """Disabling the add-on while frames are written: the thread stops, its folder goes."""
+    bpy, pkg = addon
+    obj = _plane(bpy, tmp_path, frame_end=60)
+    assert bpy.ops.image_dynamics.render_frames(renderer="mesh") == {"FINISHED"}
+    with _gated_png_writes(pkg, hold_from=3) as (go, _):
+        writer = _poll_until_writing(pkg, obj).writer
+        threading.Timer(0.1, go.set).start()
+        pkg.frame_render.cancel_all()  # what unregister() does
+        assert writer.join(30) and writer.stopped
+    assert not pkg.frame_render.RENDERS and not os.path.exists(writer.folder)
+
+
+def test_a_full_disk_while_writing_gives_a_clear_message(addon, scene, backend, tmp_path):
+    bpy, pkg = addon
+    obj = _plane(bpy, tmp_path, frame_end=24)
+    images = set(bpy.data.images)
+    before = pkg.motion.scene_fingerprint()
+    assert bpy.ops.image_dynamics.render_frames(renderer="mesh") == {"FINISHED"}
+    with _gated_png_writes(pkg, hold_from=1, fail_at=5) as (go, _):
+        go.set()
+        writer = _poll_until_writing(pkg, obj).writer
+        level, text = _poll_until_done(pkg, obj)
+    assert level == "ERROR", text
+    assert f"Could not write the rendered frames into {writer.folder} (No space left on device)" in text
+    assert "The scene was not changed." in text
+    assert writer.written == 4 and not os.path.exists(writer.folder)
+    assert pkg.motion.scene_fingerprint() == before and set(bpy.data.images) == images
+
+
+def test_an_unwritable_frames_folder_gives_a_clear_message(addon, scene, backend, tmp_path):
+    """The frames go to //image_dynamics_frames/ next to a saved .blend; a regular file of that
+    name there (unwritable even for root) makes the render fail cleanly."""
+    bpy, pkg = addon
+    obj = _plane(bpy, tmp_path, frame_end=12)
+    saved = tmp_path / "saved"
+    saved.mkdir()
+    assert bpy.ops.wm.save_as_mainfile(filepath=str(saved / "shot.blend")) == {"FINISHED"}
+    (saved / "image_dynamics_frames").write_text("not a folder")
+    obj = bpy.data.objects[obj.name]
+    before = pkg.motion.scene_fingerprint()
+    assert bpy.ops.image_dynamics.render_frames(renderer="mesh") == {"FINISHED"}
+    level, text = _poll_until_done(pkg, obj)
+    assert level == "ERROR", text
+    assert f"Could not write the rendered frames into {saved / 'image_dynamics_frames'}" in text
+    assert "check that the folder is writable" in text and "The scene was not changed." in text
+    assert pkg.motion.scene_fingerprint() == before
+    assert sorted(p.name for p in saved.iterdir()) == ["image_dynamics_frames", "shot.blend"]

@@ -43,6 +43,8 @@ def core(tmp_path_factory):
         imaging=importlib.import_module(f"{PKG}.core.imaging"),
         pc2=importlib.import_module(f"{PKG}.core.pc2"),
         volume_io=importlib.import_module(f"{PKG}.core.volume_io"),
+        png=importlib.import_module(f"{PKG}.core.png"),
+        frame_writer=importlib.import_module(f"{PKG}.core.frame_writer"),
         backend_process=importlib.import_module(f"{PKG}.backend_process"),
     )
     yield mods
@@ -56,7 +58,8 @@ def _volume(K=6, H=10, W=16, seed=0):
 
 
 def test_core_never_imports_bpy(core):
-    for mod in (core.grid, core.coords, core.errors, core.imaging, core.pc2, core.volume_io, core.backend_process):
+    for mod in (core.grid, core.coords, core.errors, core.imaging, core.pc2, core.volume_io, core.backend_process,
+                core.png, core.frame_writer):
         src = Path(mod.__file__).read_text()
         assert "import bpy" not in src and "mathutils" not in src
 
@@ -558,3 +561,82 @@ def test_cancel_and_edit_mode_sentences(core):
     assert J.edit_mode_text("Plane", "EDIT") == "Leave Edit Mode on Plane to apply the predicted motion."
     assert J.edit_mode_text("Plane", "VERTEX_PAINT").startswith("Leave Vertex Paint Mode on Plane")
     assert "import bpy" not in Path(J.__file__).read_text()
+
+
+# -- the frame writer (Render Frames on Backend writes its PNGs on a thread) ----------------------------
+
+def _frames(n=5, h=6, w=8):
+    return (np.random.default_rng(1).uniform(size=(n, h, w, 3)) * 255).astype(np.uint8)
+
+
+def test_frame_writer_writes_numbered_pngs_off_the_calling_thread(core, tmp_path):
+    import threading
+
+    frames = _frames()
+    threads = set()
+
+    def write(path, rgb):
+        threads.add(threading.get_ident())
+        core.png.write_png(path, rgb)
+
+    w = core.frame_writer.FrameWriter(frames, str(tmp_path), "frame_{:04d}.png", write=write).start()
+    assert w.join(10) and w.done and w.error is None
+    assert threads and threading.get_ident() not in threads
+    assert w.progress == 1.0 and w.written == 5
+    assert [Path(p).name for p in w.paths] == [f"frame_{i:04d}.png" for i in range(1, 6)]
+    for p, frame in zip(w.paths, frames):
+        assert Path(p).read_bytes() == core.png.encode_png(frame)
+
+
+def _blocking_writer(core, folder, frames, fail_at=None):
+    """A writer whose second file waits for ``go``; with ``fail_at`` that file fails (disk full)."""
+    import errno
+    import threading
+
+    go = threading.Event()
+
+    def write(path, rgb):
+        n = int(Path(path).stem.split("_")[1])
+        if n == 2:
+            assert go.wait(10)
+        if n == fail_at:
+            raise OSError(errno.ENOSPC, "No space left on device", path)
+        core.png.write_png(path, rgb)
+
+    return core.frame_writer.FrameWriter(frames, str(folder), "frame_{:04d}.png", write=write).start(), go
+
+
+def test_frame_writer_stops_between_files_and_removes_its_folder(core, tmp_path):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    w, go = _blocking_writer(core, folder, _frames(8))
+    while w.written < 1:
+        pass
+    assert not w.done and 0 < w.progress < 1
+    assert w.stop(wait=0.05) is False  # the file in progress is finished first
+    go.set()
+    assert w.join(10) and w.done and w.error is None
+    assert w.written == 2 < 8  # it stopped after the file it was writing
+    assert not folder.exists()
+
+
+def test_frame_writer_failure_is_reported_and_the_partial_folder_removed(core, tmp_path):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    w, go = _blocking_writer(core, folder, _frames(4), fail_at=3)
+    go.set()
+    assert w.join(10) and w.done
+    assert isinstance(w.error, OSError) and w.error.strerror == "No space left on device"
+    assert w.written == 2 and not folder.exists()
+
+
+def test_frame_writer_stopped_after_it_ended_still_removes_the_folder(core, tmp_path):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    w = core.frame_writer.FrameWriter(_frames(2), str(folder), "f_{:02d}.png").start()
+    assert w.join(10) and folder.exists() and len(list(folder.iterdir())) == 2
+    assert w.stop(wait=1.0) and not folder.exists()
+    # never started (the job was dropped at once): stop cleans up too, without waiting
+    folder.mkdir()
+    assert core.frame_writer.FrameWriter(_frames(2), str(folder), "f_{:02d}.png").stop(wait=1.0)
+    assert not folder.exists()

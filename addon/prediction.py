@@ -312,37 +312,19 @@ def local_failure_text() -> str | None:
     return errors.describe_failure(err.code, err.message) if err is not None else None
 
 
-def ensure_backend(prefs=None, wait: float = 120.0) -> str:
-    """The address to use, starting the local backend and WAITING for it if the preferences ask
-    for one. Blocks: for scripts only (the UI uses ``backend_target`` and the poll step)."""
-    prefs = prefs or get_prefs()
-    address, local = backend_target(prefs)
-    if address is None:
-        try:
-            address = backend_process.LOCAL.wait_ready(wait)
-        except backend_process.BackendStartError as exc:
-            raise PredictionError(exc.code, errors.describe_failure(exc.code, exc.message)) from None
-    return address
-
-
 def hello(address: str, timeout: float) -> dict:
-    """Blocking hello (scripts only; the UI uses ``Connect``): returns the reply or raises
-    ``PredictionError`` with the fix."""
+    """Blocking hello (scripts only; the UI uses ``Connect`` without waiting): returns the reply or
+    raises ``PredictionError`` with the fix."""
     problem = jobs.check_address(address)
     if problem is not None:
         raise PredictionError("bad_address", problem)
-    code = errors.probe_tcp(address, timeout=min(1.0, timeout))
-    if code is not None:
-        raise PredictionError(code, errors.describe_failure(code, address=address))
-    client = get_client(address, timeout)
-    client_mod = _protocol_client_module()
-    try:
-        info = client.hello(timeout=timeout)
-    except client_mod.BackendError as exc:
-        code, text = failure_text(exc, address)
-        raise PredictionError(code, text) from None
-    _note_hello(info)
-    return info
+    conn = Connect(address, timeout)
+    conn.thread.join()
+    if conn.error is not None:
+        raise PredictionError(*conn.error)
+    _client_after(conn)
+    _note_hello(conn.info)
+    return conn.info
 
 
 def start_connection_check(prefs=None) -> str | None:

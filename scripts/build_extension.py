@@ -55,10 +55,9 @@ WHEEL_TARGETS = [
     for plat in ("win_amd64", "manylinux_2_28_x86_64", "macosx_11_0_arm64", "macosx_10_15_x86_64")
 ]
 MOTION_MODULES = ("spectral.py", "modal.py", "loops.py", "volume_file.py")
-ALLOWED_ABSOLUTE_IMPORTS = {
-    "__future__", "numpy", "zmq", "json", "math", "re", "os", "time", "uuid", "itertools", "dataclasses",
-    "enum", "typing", "importlib", "collections", "functools", "struct", "zipfile", "io",
-}
+# What Blender's Python has: the standard library (the whole of it, not a list to keep in step) plus
+# numpy (bundled with Blender) and zmq (the wheels this script bundles).
+ALLOWED_ABSOLUTE_IMPORTS = set(sys.stdlib_module_names) | {"numpy", "zmq"}
 
 VENDOR_INIT = '''"""Vendored copies of bpy-free modules of the image_dynamics backend package.
 

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from .motion.spectral import spectral_to_motion
-from .motion.volume_file import create_temp_beside
+from .motion.volume_file import atomic_file
 
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 
@@ -102,14 +102,5 @@ def save_png(path: str | os.PathLike, rgb: np.ndarray) -> None:
     ok, encoded = cv2.imencode(".png", cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR))
     if not ok:
         raise OSError(f"could not encode {path} as PNG")
-    fd, tmp = create_temp_beside(os.path.abspath(os.fspath(path)), ".partial.png")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(encoded.tobytes())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_file(os.path.abspath(os.fspath(path)), ".partial.png") as fh:
+        fh.write(encoded.tobytes())

@@ -1,13 +1,18 @@
-"""Helpers for the Blender tests: synthetic volumes, evaluated meshes, numpy expectations."""
+"""Helpers for the Blender tests: synthetic volumes, evaluated meshes, numpy expectations, a scripted
+fake backend."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+import zmq
 
 from image_dynamics.motion import volume_file
 
@@ -100,3 +105,38 @@ def import_volume(bpy, path: Path):
     res = bpy.ops.image_dynamics.import_motion(filepath=str(path))
     assert res == {"FINISHED"}
     return bpy.context.active_object
+
+
+class FakeBackend:
+    """A scripted ROUTER speaking just enough protocol: ``script(header) -> list of reply headers``."""
+
+    def __init__(self, script) -> None:
+        self.ctx = zmq.Context.instance()
+        self.sock = self.ctx.socket(zmq.ROUTER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        port = self.sock.bind_to_random_port("tcp://127.0.0.1")
+        self.address = f"tcp://127.0.0.1:{port}"
+        self.script = script
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self.sock, zmq.POLLIN)
+        while not self.stop.is_set():
+            if not dict(poller.poll(50)):
+                continue
+            frames = self.sock.recv_multipart()
+            ident, header = frames[0], json.loads(frames[1])
+            if header.get("op") == "ping":
+                replies = [{"op": "pong", "instance": "fake", "time": time.time()}]
+            else:
+                replies = self.script(header)
+            for reply in replies:
+                self.sock.send_multipart([ident, json.dumps({"protocol": 1, "id": header.get("id"), **reply}).encode()])
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.sock.close()

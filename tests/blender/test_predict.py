@@ -8,19 +8,16 @@ Operators never wait for the backend: they return at once and the poll step does
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 import socket
 import subprocess
-import threading
 import time
 import types
 from pathlib import Path
 
 import numpy as np
 import pytest
-import zmq
-from blender_helpers import backend_exe, evaluated
+from blender_helpers import FakeBackend, backend_exe, evaluated
 
 REPO = Path(__file__).resolve().parents[2]
 PHOTO = REPO / "backend" / "image_dynamics" / "assets" / "photos" / "dahlia.jpg"
@@ -90,6 +87,17 @@ def _poll_until_running(pkg, obj, timeout: float = 60.0) -> None:
     _poll_until_state(pkg, obj, "running", timeout)
 
 
+def _start_long_prediction(bpy, pkg, scene):
+    """A photo plane whose prediction (1,000 steps) is running on the backend: (plane, the scene's
+    fingerprint before the click)."""
+    obj = _photo_plane(bpy, scene)
+    scene.image_dynamics.steps = 1000
+    before = pkg.motion.scene_fingerprint()
+    assert bpy.ops.image_dynamics.predict_motion() == {"FINISHED"}
+    _poll_until_running(pkg, obj)
+    return obj, before
+
+
 def _check_connection(pkg, timeout: float = 30.0) -> tuple[str, str]:
     """Drive Test Connection's poll step; its (level, text)."""
     end = time.monotonic() + timeout
@@ -128,11 +136,7 @@ def test_predict_applies_the_motion_in_one_step(addon, scene, local_backend):
 
 def test_cancel_mid_predict_leaves_the_scene_unchanged(addon, scene, local_backend):
     bpy, pkg = addon
-    obj = _photo_plane(bpy, scene)
-    scene.image_dynamics.steps = 1000
-    before = pkg.motion.scene_fingerprint()
-    assert bpy.ops.image_dynamics.predict_motion() == {"FINISHED"}
-    _poll_until_running(pkg, obj)
+    obj, before = _start_long_prediction(bpy, pkg, scene)
     job = pkg.prediction.pending_for(obj).job
     assert bpy.ops.image_dynamics.cancel_prediction() == {"FINISHED"}
     assert pkg.prediction.message_for(obj) == ("INFO", "Prediction cancelled; the scene was not changed.")
@@ -175,11 +179,7 @@ def own_server(addon, prefs, tmp_path):
 
 def test_killed_backend_leaves_the_scene_unchanged_with_a_clear_message(addon, scene, own_server):
     bpy, pkg = addon
-    obj = _photo_plane(bpy, scene)
-    scene.image_dynamics.steps = 1000
-    before = pkg.motion.scene_fingerprint()
-    assert bpy.ops.image_dynamics.predict_motion() == {"FINISHED"}
-    _poll_until_running(pkg, obj)
+    obj, before = _start_long_prediction(bpy, pkg, scene)
     own_server.kill()
     own_server.wait()
     level, text = _poll_until_done(pkg, obj, timeout=30)
@@ -208,41 +208,6 @@ def test_refused_port_is_reported_with_the_fix(addon, scene, prefs):
     assert bpy.ops.image_dynamics.test_connection() == {"FINISHED"}
     level, text = _check_connection(pkg)
     assert level == "ERROR" and "connection refused" in text
-
-
-class FakeBackend:
-    """A scripted ROUTER speaking just enough protocol: ``script(header) -> list of reply headers``."""
-
-    def __init__(self, script) -> None:
-        self.ctx = zmq.Context.instance()
-        self.sock = self.ctx.socket(zmq.ROUTER)
-        self.sock.setsockopt(zmq.LINGER, 0)
-        port = self.sock.bind_to_random_port("tcp://127.0.0.1")
-        self.address = f"tcp://127.0.0.1:{port}"
-        self.script = script
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        poller = zmq.Poller()
-        poller.register(self.sock, zmq.POLLIN)
-        while not self.stop.is_set():
-            if not dict(poller.poll(50)):
-                continue
-            frames = self.sock.recv_multipart()
-            ident, header = frames[0], json.loads(frames[1])
-            if header.get("op") == "ping":
-                replies = [{"op": "pong", "instance": "fake", "time": time.time()}]
-            else:
-                replies = self.script(header)
-            for reply in replies:
-                self.sock.send_multipart([ident, json.dumps({"protocol": 1, "id": header.get("id"), **reply}).encode()])
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join()
-        self.sock.close()
 
 
 HELLO = {"op": "hello", "instance": "fake", "model": {"name": "fake", "resolution": [48, 32], "fps": 30.0},
@@ -506,11 +471,7 @@ def test_a_failed_send_becomes_a_message(addon, scene, prefs, tmp_path):
 
 def test_a_backend_shutdown_is_not_reported_as_a_user_cancel(addon, scene, own_server):
     bpy, pkg = addon
-    obj = _photo_plane(bpy, scene)
-    scene.image_dynamics.steps = 1000
-    before = pkg.motion.scene_fingerprint()
-    assert bpy.ops.image_dynamics.predict_motion() == {"FINISHED"}
-    _poll_until_running(pkg, obj)
+    obj, before = _start_long_prediction(bpy, pkg, scene)
     own_server.terminate()  # SIGTERM: the backend cancels its jobs with reason "shutdown"
     level, text = _poll_until_done(pkg, obj, timeout=30)
     assert level == "ERROR" and "shut down" in text and "predict again" in text, text
@@ -524,11 +485,7 @@ def test_a_heartbeat_timeout_is_not_reported_as_a_user_cancel(addon, scene, own_
     prefs.timeout = 1.0  # heartbeat timeout max(2, 6 x timeout) = 6 s
     try:
         pkg.prediction.close_clients()  # the job's client is the one that says hello (and declares it)
-        obj = _photo_plane(bpy, scene)
-        scene.image_dynamics.steps = 1000
-        before = pkg.motion.scene_fingerprint()
-        assert bpy.ops.image_dynamics.predict_motion() == {"FINISHED"}
-        _poll_until_running(pkg, obj)
+        obj, before = _start_long_prediction(bpy, pkg, scene)
         time.sleep(8.0)  # no poll step, so no ping
         level, text = _poll_until_done(pkg, obj, timeout=30)
         assert level == "ERROR" and "heartbeat timeout" in text and "predict again" in text, text

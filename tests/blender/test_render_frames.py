@@ -5,7 +5,6 @@ keyframed motion; the frames become an image-sequence texture. The poll step is 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import subprocess
@@ -16,8 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import zmq
-from blender_helpers import backend_exe, import_volume, synthetic_volume, write_volume
+from blender_helpers import FakeBackend, backend_exe, import_volume, synthetic_volume, write_volume
 
 from image_dynamics.motion import volume_file
 
@@ -65,6 +63,22 @@ def _poll_until_done(pkg, obj, timeout: float = 120.0):
         pkg.frame_render.poll_renders()
         time.sleep(0.02)
     return pkg.frame_render.MESSAGES[key]
+
+
+def _poll_until_running(pkg, pending, timeout: float = 60.0) -> None:
+    end = time.monotonic() + timeout
+    while pending.state != "running":
+        assert time.monotonic() < end, "the render never started"
+        pkg.frame_render.poll_renders()
+        time.sleep(0.01)
+
+
+def _wait_until_ended(job, timeout: float = 30.0) -> None:
+    """Until the backend confirms the job's end (the add-on has already forgotten it)."""
+    end = time.monotonic() + timeout
+    while not job.poll().done:
+        assert time.monotonic() < end
+        time.sleep(0.02)
 
 
 def _pending(pkg, obj):
@@ -169,18 +183,11 @@ def test_cancel_leaves_the_scene_unchanged(addon, scene, backend, tmp_path):
     node_image = _texture_node(obj).image
     assert bpy.ops.image_dynamics.render_frames(renderer="mesh") == {"FINISHED"}
     pending = _pending(pkg, obj)
-    end = time.monotonic() + 60
-    while pending.state != "running":
-        assert time.monotonic() < end, "the render never started"
-        pkg.frame_render.poll_renders()
-        time.sleep(0.01)
+    _poll_until_running(pkg, pending)
     job = pending.job
     assert bpy.ops.image_dynamics.cancel_render_frames() == {"FINISHED"}
     assert _pending(pkg, obj) is None
-    end = time.monotonic() + 30
-    while not job.poll().done:
-        assert time.monotonic() < end
-        time.sleep(0.02)
+    _wait_until_ended(job)
     assert job.state == "cancelled"
     assert pkg.motion.scene_fingerprint() == before
     assert set(bpy.data.images) == images and _texture_node(obj).image == node_image
@@ -196,20 +203,13 @@ def test_new_motion_cancels_a_render_of_the_old_one(addon, scene, backend, tmp_p
     node_image = _texture_node(obj).image
     assert bpy.ops.image_dynamics.render_frames(renderer="mesh") == {"FINISHED"}
     pending = _pending(pkg, obj)
-    end = time.monotonic() + 60
-    while pending.state != "running":
-        assert time.monotonic() < end, "the render never started"
-        pkg.frame_render.poll_renders()
-        time.sleep(0.01)
+    _poll_until_running(pkg, pending)
     job = pending.job
     new = pkg.core.volume_io.SpectralVolume(S=synthetic_volume(seed=4, modes=(1, 4), scale=0.4), fps=30.0,
                                             num_frames=150)
     pkg.motion.apply_volume(obj, new)
     assert _pending(pkg, obj) is None and "the plane has new motion" in _message(pkg, obj)[1]
-    end = time.monotonic() + 30
-    while not job.poll().done:
-        assert time.monotonic() < end
-        time.sleep(0.02)
+    _wait_until_ended(job)
     assert job.state == "cancelled"
     assert _texture_node(obj).image == node_image  # the photo, not frames of the old motion
 
@@ -227,11 +227,7 @@ def test_stopping_the_local_backend_cancels_its_frame_renders(addon, scene, back
         pending = _pending(pkg, obj)
         address = pkg.backend_process.LOCAL.address
         assert pending.address == address
-        end = time.monotonic() + 60
-        while pending.state != "running":
-            assert time.monotonic() < end, "the render never started"
-            pkg.frame_render.poll_renders()
-            time.sleep(0.01)
+        _poll_until_running(pkg, pending)
         t0 = time.monotonic()
         assert bpy.ops.image_dynamics.stop_backend() == {"FINISHED"}
         assert time.monotonic() - t0 < 0.5  # it does not wait for the process (a timer reaps it)
@@ -318,49 +314,23 @@ def test_frames_are_shrunk_to_fit_the_backends_render_limit(addon, scene, backen
             pkg.prediction.close_client(address)
 
 
-class _OldRenderBackend:
-    """A scripted backend that reports no limits in hello (an older one) and refuses the render
-    itself with too_large: the message must name the render's fixes, not the motion resolution."""
-
-    def __init__(self) -> None:
-        self.sock = zmq.Context.instance().socket(zmq.ROUTER)
-        self.sock.setsockopt(zmq.LINGER, 0)
-        self.address = f"tcp://127.0.0.1:{self.sock.bind_to_random_port('tcp://127.0.0.1')}"
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        while not self.stop.is_set():
-            if not self.sock.poll(50):
-                continue
-            frames = self.sock.recv_multipart()
-            ident, header = frames[0], json.loads(frames[1])
-            op = header.get("op")
-            if op == "ping":
-                replies = [{"op": "pong", "instance": "old"}]
-            elif op == "hello":
-                replies = [{"op": "hello", "instance": "old", "model": {"name": "old"}, "device": "cpu",
-                            "engine": "old", "supported_versions": [1],
-                            "rendering": {"renderers": ["mesh"], "default": "mesh"}}]
-            elif op == "render":
-                replies = [{"op": "error", "code": "too_large", "hint": "", "retryable": False,
-                            "message": "60 frames of 32 x 20 are 38400 pixels, over the limit of 1000"}]
-            else:
-                replies = []
-            for reply in replies:
-                self.sock.send_multipart([ident, json.dumps({"protocol": 1, "id": header.get("id"), **reply}).encode()])
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join()
-        self.sock.close()
+def _old_render_backend(header: dict) -> list[dict]:
+    """A backend that reports no limits in hello (an older one) and refuses the render itself with
+    too_large: the message must name the render's fixes, not the motion resolution."""
+    op = header.get("op")
+    if op == "hello":
+        return [{"op": "hello", "instance": "fake", "model": {"name": "old"}, "device": "cpu", "engine": "old",
+                 "supported_versions": [1], "rendering": {"renderers": ["mesh"], "default": "mesh"}}]
+    if op == "render":
+        return [{"op": "error", "code": "too_large", "hint": "", "retryable": False,
+                 "message": "60 frames of 32 x 20 are 38400 pixels, over the limit of 1000"}]
+    return []
 
 
 def test_a_render_the_backend_finds_too_large_names_the_frame_range(addon, scene, backend, tmp_path):
     bpy, pkg = addon
     prefs = bpy.context.preferences.addons["bl_ext.user_default.image_dynamics"].preferences
-    fake = _OldRenderBackend()
+    fake = FakeBackend(_old_render_backend)
     try:
         prefs.address = fake.address
         obj = _plane(bpy, tmp_path, frame_end=60)

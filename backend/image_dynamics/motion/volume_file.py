@@ -17,6 +17,7 @@ Files are written with ``allow_pickle=False`` semantics: only plain arrays and s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -116,10 +117,19 @@ def save_volume(path: str | os.PathLike, volume: SpectralVolume, compress: bool 
         raise VolumeFileError(f"{path} is a folder")
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = create_temp_beside(path)
+    with atomic_file(path) as fh:
+        (np.savez_compressed if compress else np.savez)(fh, **arrays)
+
+
+@contextlib.contextmanager
+def atomic_file(path: str, suffix: str = PARTIAL_SUFFIX):
+    """Write ``path`` all or nothing: yields a binary file (a unique temp file beside ``path``),
+    which is synced and renamed over ``path`` when the block ends; any failure (or Ctrl-C) removes
+    it instead, so neither a half file nor a stray temp file is ever left."""
+    fd, tmp = create_temp_beside(path, suffix)
     try:
         with os.fdopen(fd, "wb") as fh:
-            (np.savez_compressed if compress else np.savez)(fh, **arrays)
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())  # the bytes are on disk before the name points at them
         os.replace(tmp, path)
